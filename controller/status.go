@@ -74,7 +74,7 @@ type AttachedDevice struct {
 	Alias string `json:"alias"`
 	// Device is nil when the hostdev's device is no longer present (it is
 	// about to be detached).
-	Device *reconcile.Device `json:"device,omitempty"`
+	Device *reconcile.Device   `json:"device,omitempty"`
 	Key    reconcile.DeviceKey `json:"key"`
 	// Rule is the rule that placed it, from the current plan.
 	Rule string `json:"rule,omitempty"`
