@@ -1,0 +1,166 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/usbctl/usbctl/reconcile"
+)
+
+var (
+	errBusy    = errors.New("fake: device in use")
+	errFlaky   = errors.New("fake: transient failure")
+	errNoDom   = errors.New("fake: no such domain")
+	errOffline = errors.New("fake: connection lost")
+)
+
+func classifyFake(err error) FailureClass {
+	switch {
+	case errors.Is(err, errBusy):
+		return Permanent
+	case errors.Is(err, errNoDom):
+		return DomainGone
+	case errors.Is(err, errOffline):
+		return Disconnected
+	}
+	return Transient
+}
+
+// fakeHV is an in-memory hypervisor that records every mutating call, like
+// sample-controller's fake clientset: tests seed state, run syncs and compare
+// the calls.
+type fakeHV struct {
+	mu      sync.Mutex
+	domains map[string]*reconcile.Domain
+	calls   []string
+	// failAttach makes attaches of a device key fail with the error, as
+	// long as the entry is there.
+	failAttach map[reconcile.DeviceKey]error
+	lists      int
+}
+
+func newFakeHV(domains ...reconcile.Domain) *fakeHV {
+	f := &fakeHV{domains: map[string]*reconcile.Domain{}, failAttach: map[reconcile.DeviceKey]error{}}
+	for _, d := range domains {
+		d := d
+		f.domains[d.Name] = &d
+	}
+	return f
+}
+
+func (f *fakeHV) ListDomains(ctx context.Context) ([]reconcile.Domain, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	var out []reconcile.Domain
+	for _, d := range f.domains {
+		c := *d
+		c.Hostdevs = slices.Clone(d.Hostdevs)
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (f *fakeHV) Domain(ctx context.Context, name string) (reconcile.Domain, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.domains[name]
+	if !ok {
+		return reconcile.Domain{}, fmt.Errorf("domain %s: %w", name, errNoDom)
+	}
+	c := *d
+	c.Hostdevs = slices.Clone(d.Hostdevs)
+	return c, nil
+}
+
+func (f *fakeHV) Attach(ctx context.Context, domain string, key reconcile.DeviceKey) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf("attach %s %s", domain, key))
+	if err := f.failAttach[key]; err != nil {
+		return err
+	}
+	d, ok := f.domains[domain]
+	if !ok {
+		return errNoDom
+	}
+	if !d.State.Active() {
+		return fmt.Errorf("domain %s not running: %w", domain, errNoDom)
+	}
+	for _, h := range d.Hostdevs {
+		if h.Alias == key.Alias() {
+			return fmt.Errorf("duplicate alias %s in %s", h.Alias, domain)
+		}
+	}
+	d.Hostdevs = append(d.Hostdevs, reconcile.Hostdev{Alias: key.Alias(), Bus: key.Bus, Dev: key.Dev})
+	return nil
+}
+
+func (f *fakeHV) Detach(ctx context.Context, domain, alias string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf("detach %s %s", domain, alias))
+	d, ok := f.domains[domain]
+	if !ok {
+		return errNoDom
+	}
+	d.Hostdevs = slices.DeleteFunc(d.Hostdevs, func(h reconcile.Hostdev) bool { return h.Alias == alias })
+	return nil
+}
+
+func (f *fakeHV) setState(name string, s reconcile.DomainState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.domains[name]
+	d.State = s
+	if !s.Active() {
+		d.Hostdevs = nil // a stopped domain loses its live devices
+	}
+}
+
+func (f *fakeHV) setFail(k reconcile.DeviceKey, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		delete(f.failAttach, k)
+	} else {
+		f.failAttach[k] = err
+	}
+}
+
+func (f *fakeHV) takeCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls
+	f.calls = nil
+	return c
+}
+
+func (f *fakeHV) hostdevs(name string) []reconcile.Hostdev {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.domains[name].Hostdevs)
+}
+
+// fakeDevices is the udev enumeration.
+type fakeDevices struct {
+	mu    sync.Mutex
+	devs  []reconcile.Device
+	lists int
+}
+
+func (f *fakeDevices) List(ctx context.Context) ([]reconcile.Device, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	return slices.Clone(f.devs), nil
+}
+
+func (f *fakeDevices) set(devs ...reconcile.Device) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.devs = devs
+}
