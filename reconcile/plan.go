@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -73,14 +74,15 @@ type ruleRef struct {
 // device looks up only the keys it has. Candidates are then checked with
 // Matches, so the index only has to be complete, not exact.
 type ruleIndex struct {
-	byID, byVendor, byProduct map[string][]ruleRef
-	bySerial, byPort, byTree  map[string][]ruleRef
-	byClass                   map[string][]ruleRef
+	byID                     map[IDPattern][]ruleRef
+	byVendor, byProduct      map[string][]ruleRef
+	bySerial, byPort, byTree map[string][]ruleRef
+	byClass                  map[string][]ruleRef
 }
 
 func newRuleIndex() *ruleIndex {
 	return &ruleIndex{
-		byID: map[string][]ruleRef{}, byVendor: map[string][]ruleRef{}, byProduct: map[string][]ruleRef{},
+		byID: map[IDPattern][]ruleRef{}, byVendor: map[string][]ruleRef{}, byProduct: map[string][]ruleRef{},
 		bySerial: map[string][]ruleRef{}, byPort: map[string][]ruleRef{}, byTree: map[string][]ruleRef{},
 		byClass: map[string][]ruleRef{},
 	}
@@ -92,7 +94,7 @@ func (x *ruleIndex) add(r ruleRef, m Match) {
 		for _, p := range m.IDs {
 			switch {
 			case p.Vendor != "" && p.Product != "":
-				x.byID[p.Vendor+":"+p.Product] = append(x.byID[p.Vendor+":"+p.Product], r)
+				x.byID[p] = append(x.byID[p], r)
 			case p.Vendor != "":
 				x.byVendor[p.Vendor] = append(x.byVendor[p.Vendor], r)
 			case p.Product != "":
@@ -118,7 +120,7 @@ func (x *ruleIndex) add(r ruleRef, m Match) {
 
 // candidates appends to buf every block filed under a key of d.
 func (x *ruleIndex) candidates(d Device, buf []ruleRef) []ruleRef {
-	buf = append(buf, x.byID[d.Vendor+":"+d.Product]...)
+	buf = append(buf, x.byID[IDPattern{Vendor: d.Vendor, Product: d.Product}]...)
 	buf = append(buf, x.byVendor[d.Vendor]...)
 	buf = append(buf, x.byProduct[d.Product]...)
 	if d.Serial != "" {
@@ -144,11 +146,26 @@ func (x *ruleIndex) candidates(d Device, buf []ruleRef) []ruleRef {
 	return buf
 }
 
-// want is one domain wanting one device.
+// want is one domain wanting one device, through device block dev (-1 for
+// mode deny/all). The rule's text is built only for the winner: formatting
+// it for every candidate dominated Plan's cost at scale.
 type want struct {
-	dom      int // index into Rules.Domains
-	rule     string
-	explicit bool // named by a device block, not taken by mode deny/all
+	dom int // index into Rules.Domains
+	dev int
+}
+
+func (w want) explicit() bool { return w.dev >= 0 }
+
+func (w want) rule(doms []DomainRules) string {
+	dr := doms[w.dom]
+	if w.dev >= 0 {
+		return fmt.Sprintf("domain %q %s", dr.Name, describe("device", dr.Devices[w.dev]))
+	}
+	rule := fmt.Sprintf("domain %q mode %s", dr.Name, dr.Mode)
+	if dr.Source != "" {
+		rule += " (" + dr.Source + ")"
+	}
+	return rule
 }
 
 type holder struct {
@@ -163,14 +180,16 @@ type holder struct {
 func Plan(rules Rules, obs Observed) Result {
 	doms := rules.Domains
 	idx := newRuleIndex()
-	var broad []int // deny and all domains: they consider every device
+	denyIdx := newRuleIndex() // the blocks of deny domains: what they refuse
+	var broad []int           // deny and all domains: they consider every device
 	for i, dr := range doms {
+		x := idx
 		if dr.Mode == ModeDeny || dr.Mode == ModeAll {
 			broad = append(broad, i)
-			continue
+			x = denyIdx
 		}
 		for j, m := range dr.Devices {
-			idx.add(ruleRef{dom: i, dev: j}, m)
+			x.add(ruleRef{dom: i, dev: j}, m)
 		}
 	}
 	exIdx := newRuleIndex()
@@ -181,7 +200,7 @@ func Plan(rules Rules, obs Observed) Result {
 	// Who holds what, from the live XML of active domains.
 	state := make(map[string]DomainState, len(obs.Domains))
 	holders := map[DeviceKey][]holder{}
-	foreignByID := map[string][]string{} // vendor:product → domains, hostdevs without address
+	foreignByID := map[IDPattern][]string{} // domains with hostdevs that name a device by id only
 	for _, dm := range obs.Domains {
 		state[dm.Name] = dm.State
 		if !dm.State.Active() {
@@ -191,7 +210,7 @@ func Plan(rules Rules, obs Observed) Result {
 			if k, ok := h.Key(); ok {
 				holders[k] = append(holders[k], holder{domain: dm.Name, alias: h.Alias, owned: h.Owned()})
 			} else if !h.Owned() && h.Vendor != "" && h.Product != "" {
-				id := h.Vendor + ":" + h.Product
+				id := IDPattern{Vendor: h.Vendor, Product: h.Product}
 				foreignByID[id] = append(foreignByID[id], dm.Name)
 			}
 		}
@@ -206,18 +225,25 @@ func Plan(rules Rules, obs Observed) Result {
 		})
 	}
 
+	activeDom := make([]bool, len(doms))
+	for i, dr := range doms {
+		activeDom[i] = state[dr.Name].Active()
+	}
+
 	devs := make([]Device, len(obs.Devices))
 	copy(devs, obs.Devices)
 	sort.Slice(devs, func(i, j int) bool { return devs[i].Key().Less(devs[j].Key()) })
-	idCount := make(map[string]int, len(devs))
+	idCount := make(map[IDPattern]int, len(devs))
 	for _, d := range devs {
-		idCount[d.ID()]++
+		idCount[IDPattern{Vendor: d.Vendor, Product: d.Product}]++
 	}
 
 	res := Result{Placements: make([]Placement, 0, len(devs))}
 	present := make(map[DeviceKey]bool, len(devs))
+	names := ruleNames{blocks: map[want]string{}}
 	var buf []ruleRef
-	var wants []want
+	var wants, active []want
+	var idle []string
 	for _, d := range devs {
 		k := d.Key()
 		present[k] = true
@@ -231,7 +257,8 @@ func Plan(rules Rules, obs Observed) Result {
 		}
 		// A hand-made hostdev that names the device only by id holds it
 		// if no other present device has that id.
-		if ds := foreignByID[d.ID()]; len(ds) > 0 && idCount[d.ID()] == 1 {
+		if id := (IDPattern{Vendor: d.Vendor, Product: d.Product}); len(foreignByID[id]) > 0 && idCount[id] == 1 {
+			ds := foreignByID[id]
 			foreign = append(foreign, ds...)
 		}
 
@@ -239,11 +266,10 @@ func Plan(rules Rules, obs Observed) Result {
 		if ex, why := excluded(exIdx, rules.Excludes, d, buf[:0]); ex {
 			p.Reason = why
 		} else {
-			buf, wants = wanted(idx, doms, broad, d, buf[:0], wants[:0])
-			var active []want
-			var idle []string
+			buf, wants = wanted(idx, denyIdx, doms, broad, d, buf[:0], wants[:0])
+			active, idle = active[:0], idle[:0]
 			for _, w := range wants {
-				if state[doms[w.dom].Name].Active() {
+				if activeDom[w.dom] {
 					active = append(active, w)
 				} else {
 					idle = append(idle, doms[w.dom].Name)
@@ -288,12 +314,16 @@ func Plan(rules Rules, obs Observed) Result {
 				}
 				target = doms[chosen.dom].Name
 				p.Domain = target
-				p.Rule = chosen.rule
-				p.Reason = "matched " + chosen.rule
+				p.Rule = names.rule(doms, chosen)
+				p.Reason = "matched " + p.Rule
 				if chosen != win {
 					p.Reason += fmt.Sprintf("; stays although %q has higher priority (no preempt)", doms[win.dom].Name)
 				}
-				if tied := tiedWith(doms, active); len(tied) > 1 {
+				if n := tiedCount(doms, active); n > 1 {
+					tied := make([]string, n)
+					for i := range tied {
+						tied[i] = doms[active[i].dom].Name
+					}
 					res.Conflicts = append(res.Conflicts, Conflict{Key: k, Domains: tied,
 						Reason: fmt.Sprintf("wanted by %d running domains of priority %d; %q chosen by name order (set priorities to decide)", len(tied), doms[active[0].dom].Priority, doms[win.dom].Name)})
 				}
@@ -382,46 +412,48 @@ func describe(kind string, m Match) string {
 	return s
 }
 
-// wanted lists the domains that want d, with the rule that says so. Hubs
-// are wanted only through an exact match.
-func wanted(x *ruleIndex, doms []DomainRules, broad []int, d Device, buf []ruleRef, out []want) ([]ruleRef, []want) {
+// wanted lists the domains that want d, with the first block that says so.
+// Hubs are wanted only through an exact match.
+func wanted(x, deny *ruleIndex, doms []DomainRules, broad []int, d Device, buf []ruleRef, out []want) ([]ruleRef, []want) {
 	buf = x.candidates(d, buf)
-	// The first (lowest index) matching block of each domain names the rule.
-	first := map[int]int{}
 	for _, r := range buf {
-		if ok, exact := Matches(doms[r.dom].Devices[r.dev], d); ok && (exact || !d.IsHub()) {
-			if j, seen := first[r.dom]; !seen || r.dev < j {
-				first[r.dom] = r.dev
-			}
+		ok, exact := Matches(doms[r.dom].Devices[r.dev], d)
+		if !ok || (d.IsHub() && !exact) {
+			continue
+		}
+		out = addWant(out, want{dom: r.dom, dev: r.dev})
+	}
+	if d.IsHub() || len(broad) == 0 {
+		return buf, out
+	}
+	// Deny domains take every device except those their blocks match;
+	// mark the refusals with dev = -2, then keep the rest.
+	n := len(out)
+	buf = deny.candidates(d, buf[:0])
+	for _, r := range buf {
+		if ok, _ := Matches(doms[r.dom].Devices[r.dev], d); ok {
+			out = addWant(out, want{dom: r.dom, dev: -2})
 		}
 	}
-	for i, j := range first {
-		dr := doms[i]
-		out = append(out, want{dom: i, explicit: true, rule: fmt.Sprintf("domain %q %s", dr.Name, describe("device", dr.Devices[j]))})
-	}
-	if !d.IsHub() {
-		for _, i := range broad {
-			dr := doms[i]
-			if dr.Mode == ModeDeny {
-				denied := false
-				for _, m := range dr.Devices {
-					if ok, _ := Matches(m, d); ok {
-						denied = true
-						break
-					}
-				}
-				if denied {
-					continue
-				}
-			}
-			rule := fmt.Sprintf("domain %q mode %s", dr.Name, dr.Mode)
-			if dr.Source != "" {
-				rule += " (" + dr.Source + ")"
-			}
-			out = append(out, want{dom: i, rule: rule})
+	refused := out[n:]
+	out = out[:n]
+	for _, i := range broad {
+		if !slices.ContainsFunc(refused, func(w want) bool { return w.dom == i }) {
+			out = append(out, want{dom: i, dev: -1})
 		}
 	}
 	return buf, out
+}
+
+// addWant keeps one entry per domain: its lowest-numbered matching block.
+func addWant(out []want, w want) []want {
+	for i := range out {
+		if out[i].dom == w.dom {
+			out[i].dev = min(out[i].dev, w.dev)
+			return out
+		}
+	}
+	return append(out, w)
 }
 
 // anyMatch reports whether some allow-mode block matches d at all, exact or
@@ -438,29 +470,48 @@ func anyMatch(x *ruleIndex, doms []DomainRules, d Device, buf []ruleRef) bool {
 // sortWants orders candidates: higher priority, then explicit over broad,
 // then domain name.
 func sortWants(doms []DomainRules, ws []want) {
-	sort.Slice(ws, func(i, j int) bool {
-		a, b := doms[ws[i].dom], doms[ws[j].dom]
-		if a.Priority != b.Priority {
-			return a.Priority > b.Priority
+	slices.SortFunc(ws, func(a, b want) int {
+		da, db := &doms[a.dom], &doms[b.dom]
+		if da.Priority != db.Priority {
+			return db.Priority - da.Priority
 		}
-		if ws[i].explicit != ws[j].explicit {
-			return ws[i].explicit
+		if a.explicit() != b.explicit() {
+			if a.explicit() {
+				return -1
+			}
+			return 1
 		}
-		return a.Name < b.Name
+		return strings.Compare(da.Name, db.Name)
 	})
 }
 
-// tiedWith returns the names of the sorted candidates that only the name
-// order separates from the first.
-func tiedWith(doms []DomainRules, ws []want) []string {
-	var out []string
+// tiedCount returns how many of the sorted candidates only the name order
+// separates from the first.
+func tiedCount(doms []DomainRules, ws []want) int {
+	n := 0
 	for _, w := range ws {
-		if doms[w.dom].Priority != doms[ws[0].dom].Priority || w.explicit != ws[0].explicit {
+		if doms[w.dom].Priority != doms[ws[0].dom].Priority || w.explicit() != ws[0].explicit() {
 			break
 		}
-		out = append(out, doms[w.dom].Name)
+		n++
 	}
-	return out
+	return n
+}
+
+// ruleNames formats each rule's text once per Plan: many devices share a
+// rule (a port subtree, a mode all domain), and formatting dominated the
+// cost of planning for thousands of devices.
+type ruleNames struct {
+	blocks map[want]string
+}
+
+func (r *ruleNames) rule(doms []DomainRules, w want) string {
+	if s, ok := r.blocks[w]; ok {
+		return s
+	}
+	s := w.rule(doms)
+	r.blocks[w] = s
+	return s
 }
 
 func holdsOwned(hs []holder, domain string) bool {
