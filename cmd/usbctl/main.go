@@ -27,8 +27,10 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// Each subcommand lives in its own file.
 	root.AddCommand(
-	// Each subcommand lives in its own file and is added here.
+		newCheckCmd(),
+		newPlanCmd(),
 	)
 	return root
 }

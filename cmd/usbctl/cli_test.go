@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// run executes the CLI in-process and returns its output and exit status.
+func run(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	code := 0
+	var ec exitCode
+	switch {
+	case errors.As(err, &ec):
+		code = int(ec)
+	case err != nil:
+		out.WriteString("error: " + err.Error() + "\n")
+		code = 1
+	}
+	return out.String(), code
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (go test -update rewrites it):\n%s", path, got)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	out, code := run(t, "check", "testdata/plan.hcl")
+	if code != 0 || !strings.Contains(out, "OK, 2 domains, 3 device rules, 1 exclude") {
+		t.Fatalf("valid config: exit %d\n%s", code, out)
+	}
+	out, code = run(t, "check", "../../config/testdata/errors/structure.hcl")
+	if code != 1 {
+		t.Fatalf("invalid config: exit %d, want 1\n%s", code, out)
+	}
+	for _, want := range []string{"structure.hcl line 10", `priority = "high"`, "Invalid mode", "errors, 0 warnings"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// Warnings alone do not fail.
+	out, code = run(t, "check", "../../config/testdata/errors/warnings.hcl")
+	if code != 0 || !strings.Contains(out, "3 warnings") {
+		t.Fatalf("warnings-only config: exit %d\n%s", code, out)
+	}
+}
+
+func TestPlanFromSnapshot(t *testing.T) {
+	out, code := run(t, "plan", "--config", "testdata/plan.hcl", "--from", "testdata/snapshot.json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "\x1b") {
+		t.Fatal("a device string reached the terminal unescaped")
+	}
+	golden(t, "plan.golden", out)
+
+	out, code = run(t, "plan", "--config", "testdata/plan.hcl", "--from", "testdata/snapshot.json", "--json")
+	if code != 0 || !strings.Contains(out, `"kind": "attach"`) || strings.Contains(out, "\x1b") {
+		t.Fatalf("json: exit %d\n%s", code, out)
+	}
+}
+
+func TestPlanRejectsBadSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "v9.json")
+	os.WriteFile(bad, []byte(`{"version": 9}`), 0o644)
+	out, code := run(t, "plan", "--config", "testdata/plan.hcl", "--from", bad)
+	if code == 0 || !strings.Contains(out, "version 9") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
+func TestSafe(t *testing.T) {
+	for in, want := range map[string]string{
+		"Logitech":         "Logitech",
+		"Ünïcödé":          "Ünïcödé",
+		"a\x1b[31mred":     `"a\x1b[31mred"`,
+		"line\nbreak":      `"line\nbreak"`,
+		"bad\xffutf8":      `"bad\xffutf8"`,
+		"nul\x00":          `"nul\x00"`,
+		`<x a='1' b="2">&`: `<x a='1' b="2">&`,
+	} {
+		if got := safe(in); got != want {
+			t.Errorf("safe(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if got := cell(strings.Repeat("x", 100), 10); got != "xxxxxxxxx…" {
+		t.Errorf("cell = %q", got)
+	}
+}

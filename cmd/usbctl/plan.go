@@ -1,0 +1,127 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/usbctl/usbctl/config"
+	"github.com/usbctl/usbctl/reconcile"
+)
+
+func newPlanCmd() *cobra.Command {
+	var (
+		configs []string
+		from    string
+		asJSON  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Dry run: which device would go where, and which rule says so",
+		Long: `Plan shows what usbctld would do, changing nothing.
+
+With --from it replays a snapshot (written by usbctl snapshot, or by hand in
+the format of docs/snapshot.md) against --config: useful to test rules, or to
+reproduce a bug report. Without --from it asks the running daemon for the plan
+on this host as it sees it now.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if from == "" {
+				return planLive(cmd, asJSON)
+			}
+			if len(configs) == 0 {
+				configs = defaultConfigPaths()
+			}
+			cfg, diags := config.Load(configs...)
+			if diags.HasErrors() {
+				_ = diags.Write(cmd.ErrOrStderr(), 0, false)
+				return fmt.Errorf("config %s is invalid (usbctl check shows the same)", joinPaths(configs))
+			}
+			snap, err := readSnapshot(from)
+			if err != nil {
+				return err
+			}
+			res := reconcile.Plan(cfg.Rules, snap.Observed)
+			return printPlan(cmd.OutOrStdout(), res, asJSON)
+		},
+	}
+	cmd.Flags().StringSliceVar(&configs, "config", nil, "config file or directory; repeatable (default "+config.DefaultPath+" and "+config.DefaultDir+")")
+	cmd.Flags().StringVar(&from, "from", "", "plan for this snapshot file instead of the live host")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	return cmd
+}
+
+// planLive is replaced by the daemon client once the control socket exists.
+var errNoLivePlan = errors.New("plan without --from asks the running usbctld; this build has no control socket client yet: use --from SNAPSHOT")
+
+func planLive(cmd *cobra.Command, asJSON bool) error { return errNoLivePlan }
+
+func readSnapshot(path string) (reconcile.Snapshot, error) {
+	var snap reconcile.Snapshot
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return snap, fmt.Errorf("read snapshot: %w", err)
+	}
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return snap, fmt.Errorf("snapshot %s is not valid JSON: %w", path, err)
+	}
+	if snap.Version != reconcile.SnapshotVersion {
+		return snap, fmt.Errorf("snapshot %s has version %d; this usbctl reads version %d (write a new one with usbctl snapshot)", path, snap.Version, reconcile.SnapshotVersion)
+	}
+	return snap, nil
+}
+
+func printPlan(w io.Writer, res reconcile.Result, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(res.Actions) == 0 {
+		fmt.Fprintln(tw, "ACTIONS: none, everything is where the rules want it")
+	} else {
+		fmt.Fprintln(tw, "ACTION\tDOMAIN\tBUS:DEV\tID\tPORT\tNAME\tREASON")
+		for _, a := range res.Actions {
+			id, port, name := "-", "-", "-"
+			if a.Device != nil {
+				id, port, name = a.Device.ID(), a.Device.Port, deviceName(*a.Device)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Kind, cell(a.Domain, 24), a.Key, safe(id), cell(port, 16), cell(name, 32), safe(a.Reason))
+		}
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "DEVICE\tID\tPORT\tNAME\tGOES TO\tWHY")
+	for _, p := range res.Placements {
+		to := "-"
+		if p.Domain != "" {
+			to = p.Domain
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Device.Key(), safe(p.Device.ID()), cell(p.Device.Port, 16), cell(deviceName(p.Device), 32), cell(to, 24), safe(p.Reason))
+	}
+	if len(res.Conflicts) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "CONFLICT\tDOMAINS\tREASON")
+		for _, c := range res.Conflicts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Key, safe(joinPaths(c.Domains)), safe(c.Reason))
+		}
+	}
+	return tw.Flush()
+}
+
+// deviceName is "Manufacturer Product" as the device reports them.
+func deviceName(d reconcile.Device) string {
+	switch {
+	case d.Manufacturer != "" && d.ProductName != "":
+		return d.Manufacturer + " " + d.ProductName
+	case d.ProductName != "":
+		return d.ProductName
+	case d.Manufacturer != "":
+		return d.Manufacturer
+	}
+	return "-"
+}
