@@ -1,0 +1,169 @@
+// Package udevsrc is usbctl's view of the host's USB devices, through real
+// libudev (go-udev): it lists the devices present and watches them come and
+// go. It reads sysfs only through libudev, so tests can feed it fake devices
+// with umockdev.
+package udevsrc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/jochenvg/go-udev"
+
+	"github.com/usbctl/usbctl/reconcile"
+)
+
+// Action is what happened to a device.
+type Action string
+
+const (
+	ActionAdd    Action = "add"
+	ActionRemove Action = "remove"
+	// ActionResync says events may have been lost (the monitor broke and
+	// was re-created): the consumer should list the devices again.
+	ActionResync Action = "resync"
+)
+
+// Event is a device that came, went, or a resync signal.
+type Event struct {
+	Action Action
+	Device reconcile.Device
+}
+
+// Source lists and watches USB devices.
+type Source struct {
+	log *slog.Logger
+	// Backoff bounds for re-creating a broken monitor.
+	minBackoff, maxBackoff time.Duration
+}
+
+// New returns a Source that logs to log.
+func New(log *slog.Logger) *Source {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Source{log: log, minBackoff: 100 * time.Millisecond, maxBackoff: 30 * time.Second}
+}
+
+// List returns the USB devices present, sorted by bus and device number.
+// Devices whose udev data cannot be converted are logged and left out.
+func (s *Source) List(ctx context.Context) ([]reconcile.Device, error) {
+	var u udev.Udev
+	e := u.NewEnumerate()
+	if err := e.AddMatchSubsystem("usb"); err != nil {
+		return nil, fmt.Errorf("enumerate usb devices: %w", err)
+	}
+	if err := e.AddMatchProperty("DEVTYPE", "usb_device"); err != nil {
+		return nil, fmt.Errorf("enumerate usb devices: %w", err)
+	}
+	devs, err := e.Devices()
+	if err != nil {
+		return nil, fmt.Errorf("enumerate usb devices: %w", err)
+	}
+	out := make([]reconcile.Device, 0, len(devs))
+	for _, ud := range devs {
+		d, err := DeviceFromUdev(ud.Properties(), ud.SysattrValue)
+		if err != nil {
+			s.log.Warn("usb device ignored", "err", err)
+			continue
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key().Less(out[j].Key()) })
+	return out, nil
+}
+
+// Watch delivers add and remove events to handle until ctx is done, and
+// returns ctx.Err(). handle must not block: the netlink socket is read only
+// as fast as handle returns. A monitor that breaks is logged and re-created
+// with capped backoff, followed by an ActionResync event, since events may
+// have been lost meanwhile.
+func (s *Source) Watch(ctx context.Context, handle func(Event)) error {
+	backoff := s.minBackoff
+	for {
+		started := time.Now()
+		err := s.watchOnce(ctx, handle)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Since(started) > time.Minute {
+			backoff = s.minBackoff // it ran fine for a while
+		}
+		s.log.Error("udev monitor broke; re-creating it", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, s.maxBackoff)
+		handle(Event{Action: ActionResync})
+	}
+}
+
+// watchOnce runs one monitor until it breaks or ctx is done.
+func (s *Source) watchOnce(ctx context.Context, handle func(Event)) error {
+	var u udev.Udev
+	m := u.NewMonitorFromNetlink("udev")
+	if m == nil {
+		return errors.New("udev monitor: cannot open netlink socket")
+	}
+	if err := m.FilterAddMatchSubsystemDevtype("usb", "usb_device"); err != nil {
+		return fmt.Errorf("udev monitor filter: %w", err)
+	}
+	// A large receive buffer absorbs bursts (a hub with many devices
+	// plugged at once) while the loop is busy.
+	_ = m.SetReceiveBufferSize(16 << 20)
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, errs, err := m.DeviceChan(mctx)
+	if err != nil {
+		return fmt.Errorf("udev monitor: %w", err)
+	}
+	defer func() {
+		// go-udev's reader sends without watching its context; drain
+		// until it closes the channel so it can exit.
+		cancel()
+		for range ch {
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err, ok := <-errs:
+			if !ok {
+				return errors.New("udev monitor: error channel closed")
+			}
+			return fmt.Errorf("udev monitor: %w", err)
+		case ud, ok := <-ch:
+			if !ok {
+				return errors.New("udev monitor: device channel closed")
+			}
+			s.deliver(ud, handle)
+		}
+	}
+}
+
+func (s *Source) deliver(ud *udev.Device, handle func(Event)) {
+	action := ud.Action()
+	var a Action
+	var attr func(string) string
+	switch action {
+	case "add", "change", "bind":
+		a, attr = ActionAdd, ud.SysattrValue
+	case "remove":
+		a = ActionRemove // sysfs is gone: properties only
+	default:
+		return
+	}
+	d, err := DeviceFromUdev(ud.Properties(), attr)
+	if err != nil {
+		s.log.Warn("udev event refused", "action", action, "err", err)
+		return
+	}
+	handle(Event{Action: a, Device: d})
+}
