@@ -1,0 +1,462 @@
+// Package virt is usbctl's libvirt adapter: it lists domains with their USB
+// hostdevs, attaches and detaches devices live, turns libvirt events into
+// notifications, and keeps its connection alive, reconnecting by itself
+// when libvirtd restarts.
+package virt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"libvirt.org/go/libvirt"
+
+	"github.com/usbctl/usbctl/reconcile"
+)
+
+// Errors the controller tells apart: returned errors wrap one of them and
+// name the object.
+var (
+	ErrDeviceMissing    = errors.New("usb device not found by libvirt")
+	ErrDeviceBusy       = errors.New("usb device in use by another domain")
+	ErrDomainNotRunning = errors.New("domain is not running")
+	ErrDomainNotFound   = errors.New("no such domain")
+	ErrConnection       = errors.New("libvirt connection lost")
+)
+
+// EventKind says what happened.
+type EventKind string
+
+const (
+	EventLifecycle           EventKind = "lifecycle"
+	EventDeviceAdded         EventKind = "device-added"
+	EventDeviceRemoved       EventKind = "device-removed"
+	EventDeviceRemovalFailed EventKind = "device-removal-failed"
+	// EventConnected follows every (re)connect: anything may have changed
+	// while disconnected, so the consumer must re-list everything.
+	EventConnected    EventKind = "connected"
+	EventDisconnected EventKind = "disconnected"
+)
+
+// Event is a libvirt event, reduced to what usbctl needs: which domain to
+// look at again.
+type Event struct {
+	Kind   EventKind
+	Domain string
+	Alias  string
+	Detail string
+}
+
+// Options configure a connection.
+type Options struct {
+	URI string
+	Log *slog.Logger
+	// OnEvent is called from libvirt's event loop goroutine (or the
+	// connection goroutine); it must not block.
+	OnEvent func(Event)
+	// Keepalive: a ping every KeepaliveInterval; the connection is dead
+	// after KeepaliveCount unanswered pings. Defaults 5 s and 3.
+	KeepaliveInterval time.Duration
+	KeepaliveCount    uint
+	// ReconnectMin and ReconnectMax bound the reconnect backoff (defaults
+	// 200 ms and 10 s).
+	ReconnectMin, ReconnectMax time.Duration
+}
+
+// eventLoop registers libvirt's default event loop once per process and
+// runs it. libvirt's event loop is process-global state in C, so this Once
+// mirrors it; it is the one piece of package state here. The loop runs for
+// the life of the process: libvirt offers no way to stop it.
+var eventLoop struct {
+	once sync.Once
+	err  error
+}
+
+func startEventLoop(log *slog.Logger) error {
+	eventLoop.once.Do(func() {
+		if err := libvirt.EventRegisterDefaultImpl(); err != nil {
+			eventLoop.err = fmt.Errorf("register libvirt event loop: %w", err)
+			return
+		}
+		go func() {
+			for {
+				if err := libvirt.EventRunDefaultImpl(); err != nil {
+					log.Error("libvirt event loop", "err", err)
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		}()
+	})
+	return eventLoop.err
+}
+
+// Conn is a self-healing libvirt connection.
+type Conn struct {
+	opt    Options
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+	lost   chan struct{} // the close callback fired
+
+	mu   sync.Mutex
+	conn *libvirt.Connect
+	ids  []int // event callback ids
+}
+
+// Open starts connecting in the background and returns at once: a daemon
+// must come up even when libvirtd is down, and connect when it appears.
+// Events flow to opt.OnEvent; EventConnected follows each connect.
+func Open(ctx context.Context, opt Options) (*Conn, error) {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.OnEvent == nil {
+		opt.OnEvent = func(Event) {}
+	}
+	if opt.KeepaliveInterval <= 0 {
+		opt.KeepaliveInterval = 5 * time.Second
+	}
+	if opt.KeepaliveCount == 0 {
+		opt.KeepaliveCount = 3
+	}
+	if opt.ReconnectMin <= 0 {
+		opt.ReconnectMin = 200 * time.Millisecond
+	}
+	if opt.ReconnectMax < opt.ReconnectMin {
+		opt.ReconnectMax = max(10*time.Second, opt.ReconnectMin)
+	}
+	if err := startEventLoop(opt.Log); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	c := &Conn{opt: opt, log: opt.Log, cancel: cancel, done: make(chan struct{}), lost: make(chan struct{}, 1)}
+	go c.run(ctx)
+	return c, nil
+}
+
+// Connected reports whether the connection is up now.
+func (c *Conn) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn != nil
+}
+
+// Close disconnects and stops reconnecting.
+func (c *Conn) Close() error {
+	c.cancel()
+	<-c.done
+	return nil
+}
+
+func (c *Conn) run(ctx context.Context) {
+	defer close(c.done)
+	backoff := c.opt.ReconnectMin
+	for {
+		err := c.connect()
+		if err == nil {
+			backoff = c.opt.ReconnectMin
+			c.log.Info("connected to libvirt", "uri", c.opt.URI)
+			c.opt.OnEvent(Event{Kind: EventConnected})
+			select {
+			case <-ctx.Done():
+				c.teardown()
+				return
+			case <-c.lost:
+			}
+			c.teardown()
+			c.log.Warn("libvirt connection lost; reconnecting", "uri", c.opt.URI)
+			c.opt.OnEvent(Event{Kind: EventDisconnected, Detail: "connection closed"})
+		} else {
+			c.log.Warn("connect to libvirt", "uri", c.opt.URI, "err", err, "retry_in", backoff)
+			c.opt.OnEvent(Event{Kind: EventDisconnected, Detail: err.Error()})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, c.opt.ReconnectMax)
+	}
+}
+
+// connect opens the connection and registers every callback on it.
+func (c *Conn) connect() error {
+	conn, err := libvirt.NewConnect(c.opt.URI)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", c.opt.URI, err)
+	}
+	fail := func(what string, err error) error {
+		c.deregister(conn, c.ids)
+		c.ids = nil
+		conn.Close()
+		return fmt.Errorf("%s on %s: %w", what, c.opt.URI, err)
+	}
+	if err := conn.SetKeepAlive(int(c.opt.KeepaliveInterval/time.Second), c.opt.KeepaliveCount); err != nil {
+		return fail("keepalive", err)
+	}
+	// Drain a stale signal from an earlier connection.
+	select {
+	case <-c.lost:
+	default:
+	}
+	if err := conn.RegisterCloseCallback(func(_ *libvirt.Connect, reason libvirt.ConnectCloseReason) {
+		select {
+		case c.lost <- struct{}{}:
+		default:
+		}
+	}); err != nil {
+		return fail("close callback", err)
+	}
+	var ids []int
+	reg := func(id int, err error) error {
+		if err == nil {
+			ids = append(ids, id)
+		}
+		return err
+	}
+	emit := func(kind EventKind, d *libvirt.Domain, alias, detail string) {
+		name, _ := d.GetName()
+		c.opt.OnEvent(Event{Kind: kind, Domain: name, Alias: alias, Detail: detail})
+	}
+	if err := reg(conn.DomainEventLifecycleRegister(nil, func(_ *libvirt.Connect, d *libvirt.Domain, ev *libvirt.DomainEventLifecycle) {
+		emit(EventLifecycle, d, "", ev.String())
+	})); err != nil {
+		c.ids = ids
+		return fail("lifecycle events", err)
+	}
+	if err := reg(conn.DomainEventDeviceAddedRegister(nil, func(_ *libvirt.Connect, d *libvirt.Domain, ev *libvirt.DomainEventDeviceAdded) {
+		emit(EventDeviceAdded, d, ev.DevAlias, "")
+	})); err != nil {
+		c.ids = ids
+		return fail("device-added events", err)
+	}
+	if err := reg(conn.DomainEventDeviceRemovedRegister(nil, func(_ *libvirt.Connect, d *libvirt.Domain, ev *libvirt.DomainEventDeviceRemoved) {
+		emit(EventDeviceRemoved, d, ev.DevAlias, "")
+	})); err != nil {
+		c.ids = ids
+		return fail("device-removed events", err)
+	}
+	if err := reg(conn.DomainEventDeviceRemovalFailedRegister(nil, func(_ *libvirt.Connect, d *libvirt.Domain, ev *libvirt.DomainEventDeviceRemovalFailed) {
+		emit(EventDeviceRemovalFailed, d, ev.DevAlias, "")
+	})); err != nil {
+		c.ids = ids
+		return fail("device-removal-failed events", err)
+	}
+	c.mu.Lock()
+	c.conn, c.ids = conn, ids
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Conn) deregister(conn *libvirt.Connect, ids []int) {
+	for _, id := range ids {
+		_ = conn.DomainEventDeregister(id)
+	}
+	_ = conn.UnregisterCloseCallback()
+}
+
+func (c *Conn) teardown() {
+	c.mu.Lock()
+	conn, ids := c.conn, c.ids
+	c.conn, c.ids = nil, nil
+	c.mu.Unlock()
+	if conn == nil {
+		return
+	}
+	c.deregister(conn, ids)
+	_, _ = conn.Close()
+}
+
+// current returns the live connection, with a reference of its own so a
+// reconnect cannot close it under the caller.
+func (c *Conn) current() (*libvirt.Connect, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return nil, fmt.Errorf("libvirt %s: not connected: %w", c.opt.URI, ErrConnection)
+	}
+	if err := c.conn.Ref(); err != nil {
+		return nil, fmt.Errorf("libvirt %s: %w", c.opt.URI, ErrConnection)
+	}
+	return c.conn, nil
+}
+
+// ListDomains returns every defined domain with its state and, for active
+// ones, the USB hostdevs of its live XML.
+func (c *Conn) ListDomains(ctx context.Context) ([]reconcile.Domain, error) {
+	conn, err := c.current()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	doms, err := conn.ListAllDomains(0)
+	if err != nil {
+		return nil, classify(err, "list domains")
+	}
+	out := make([]reconcile.Domain, 0, len(doms))
+	var firstErr error
+	for i := range doms {
+		d, err := readDomain(&doms[i])
+		doms[i].Free()
+		if err != nil {
+			// A domain undefined while we list it is not an error.
+			if errors.Is(err, ErrDomainNotFound) {
+				continue
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		out = append(out, d)
+	}
+	if firstErr != nil && errors.Is(firstErr, ErrConnection) {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+// Domain reads one domain.
+func (c *Conn) Domain(ctx context.Context, name string) (reconcile.Domain, error) {
+	conn, err := c.current()
+	if err != nil {
+		return reconcile.Domain{}, err
+	}
+	defer conn.Close()
+	d, err := conn.LookupDomainByName(name)
+	if err != nil {
+		return reconcile.Domain{}, classify(err, "domain "+name)
+	}
+	defer d.Free()
+	return readDomain(d)
+}
+
+func readDomain(d *libvirt.Domain) (reconcile.Domain, error) {
+	name, err := d.GetName()
+	if err != nil {
+		return reconcile.Domain{}, classify(err, "domain name")
+	}
+	st, _, err := d.GetState()
+	if err != nil {
+		return reconcile.Domain{}, classify(err, "state of domain "+name)
+	}
+	out := reconcile.Domain{Name: name, State: stateName(st)}
+	if !out.State.Active() {
+		// Only live hostdevs matter; an inactive domain's XML is its
+		// persistent config.
+		return out, nil
+	}
+	doc, err := d.GetXMLDesc(0)
+	if err != nil {
+		return reconcile.Domain{}, classify(err, "xml of domain "+name)
+	}
+	_, uuid, hs, err := ParseDomainXML(doc)
+	if err != nil {
+		return reconcile.Domain{}, fmt.Errorf("domain %s: %w", name, err)
+	}
+	out.UUID, out.Hostdevs = uuid, hs
+	return out, nil
+}
+
+func stateName(s libvirt.DomainState) reconcile.DomainState {
+	switch s {
+	case libvirt.DOMAIN_RUNNING:
+		return reconcile.StateRunning
+	case libvirt.DOMAIN_BLOCKED:
+		return reconcile.StateBlocked
+	case libvirt.DOMAIN_PAUSED:
+		return reconcile.StatePaused
+	case libvirt.DOMAIN_SHUTDOWN:
+		return reconcile.StateShutdown
+	case libvirt.DOMAIN_SHUTOFF:
+		return reconcile.StateShutoff
+	case libvirt.DOMAIN_CRASHED:
+		return reconcile.StateCrashed
+	case libvirt.DOMAIN_PMSUSPENDED:
+		return reconcile.StatePMSuspended
+	}
+	return reconcile.StateUnknown
+}
+
+// Attach hotplugs the device at key into the running domain, live only:
+// nothing is written to the persistent XML, so nothing stale is left when
+// the domain stops.
+func (c *Conn) Attach(ctx context.Context, domain string, key reconcile.DeviceKey) error {
+	doc, err := HostdevXML(key)
+	if err != nil {
+		return err
+	}
+	return c.withDomain(domain, "attach "+key.Alias()+" to "+domain, func(d *libvirt.Domain) error {
+		return d.AttachDeviceFlags(doc, libvirt.DOMAIN_DEVICE_MODIFY_LIVE)
+	})
+}
+
+// Detach unplugs the hostdev with alias from the running domain. A hostdev
+// that is already gone counts as detached. libvirt returns once QEMU was
+// asked; the device-removed event says when it is done.
+func (c *Conn) Detach(ctx context.Context, domain, alias string) error {
+	err := c.withDomain(domain, "detach "+alias+" from "+domain, func(d *libvirt.Domain) error {
+		return d.DetachDeviceAlias(alias, libvirt.DOMAIN_DEVICE_MODIFY_LIVE)
+	})
+	if errors.Is(err, ErrDeviceMissing) {
+		return nil
+	}
+	return err
+}
+
+func (c *Conn) withDomain(name, what string, f func(*libvirt.Domain) error) error {
+	conn, err := c.current()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer conn.Close()
+	d, err := conn.LookupDomainByName(name)
+	if err != nil {
+		return classify(err, what)
+	}
+	defer d.Free()
+	if err := f(d); err != nil {
+		return classify(err, what)
+	}
+	return nil
+}
+
+// classify wraps a libvirt error with the sentinel that says what it means
+// for the controller, keeping libvirt's own message.
+func classify(err error, what string) error {
+	var le libvirt.Error
+	if !errors.As(err, &le) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	msg := le.Message
+	var kind error
+	switch le.Code {
+	case libvirt.ERR_NO_DOMAIN:
+		kind = ErrDomainNotFound
+	case libvirt.ERR_DEVICE_MISSING:
+		kind = ErrDeviceMissing
+	case libvirt.ERR_NO_CONNECT, libvirt.ERR_INVALID_CONN, libvirt.ERR_RPC, libvirt.ERR_SYSTEM_ERROR, libvirt.ERR_AUTH_CANCELLED:
+		kind = ErrConnection
+	case libvirt.ERR_OPERATION_INVALID:
+		switch {
+		case strings.Contains(msg, "is in use by"):
+			kind = ErrDeviceBusy
+		case strings.Contains(msg, "not running"):
+			kind = ErrDomainNotRunning
+		}
+	case libvirt.ERR_INTERNAL_ERROR, libvirt.ERR_OPERATION_FAILED:
+		// "Did not find USB device bus:1 device:9": libvirt has no code
+		// of its own for it.
+		if strings.Contains(msg, "Did not find USB device") || strings.Contains(msg, "not found") {
+			kind = ErrDeviceMissing
+		}
+	}
+	if kind == nil {
+		return fmt.Errorf("%s: %s", what, msg)
+	}
+	return fmt.Errorf("%s: %s: %w", what, msg, kind)
+}

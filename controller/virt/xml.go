@@ -1,0 +1,80 @@
+package virt
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/usbctl/usbctl/reconcile"
+)
+
+// HostdevXML is the <hostdev> usbctl attaches for a device: the source is
+// the bus and device number, never vendor:product (two identical devices
+// must be told apart), and the alias marks it as ours. It is built with
+// libvirtxml from two numbers only, so nothing a device reports about
+// itself can reach the XML. No startupPolicy: an optional hostdev for an
+// absent device lets QEMU's autoscan grab an unrelated one.
+func HostdevXML(key reconcile.DeviceKey) (string, error) {
+	if key.Bus < 1 || key.Dev < 1 || key.Bus > 999 || key.Dev > 127 {
+		return "", fmt.Errorf("hostdev for %s: bus or device number out of range", key)
+	}
+	bus, dev := uint(key.Bus), uint(key.Dev)
+	hd := libvirtxml.DomainHostdev{
+		SubsysUSB: &libvirtxml.DomainHostdevSubsysUSB{
+			Source: &libvirtxml.DomainHostdevSubsysUSBSource{
+				Address: &libvirtxml.DomainAddressUSB{Bus: &bus, Device: &dev},
+			},
+		},
+		Alias: &libvirtxml.DomainAlias{Name: key.Alias()},
+	}
+	return hd.Marshal()
+}
+
+// ParseDomainXML reads the USB hostdevs of a domain's live XML.
+func ParseDomainXML(doc string) (name, uuid string, hostdevs []reconcile.Hostdev, err error) {
+	var d libvirtxml.Domain
+	if err := d.Unmarshal(doc); err != nil {
+		return "", "", nil, fmt.Errorf("parse domain xml: %w", err)
+	}
+	if d.Devices != nil {
+		for _, h := range d.Devices.Hostdevs {
+			if h.SubsysUSB == nil {
+				continue
+			}
+			hostdevs = append(hostdevs, hostdevOf(h))
+		}
+	}
+	return d.Name, d.UUID, hostdevs, nil
+}
+
+func hostdevOf(h libvirtxml.DomainHostdev) reconcile.Hostdev {
+	var out reconcile.Hostdev
+	if h.Alias != nil {
+		out.Alias = h.Alias.Name
+	}
+	src := h.SubsysUSB.Source
+	if src == nil {
+		return out
+	}
+	if a := src.Address; a != nil && a.Bus != nil && a.Device != nil && *a.Bus <= 999 && *a.Device <= 127 {
+		out.Bus, out.Dev = int(*a.Bus), int(*a.Device)
+	}
+	if src.Vendor != nil {
+		out.Vendor = hexID(src.Vendor.ID)
+	}
+	if src.Product != nil {
+		out.Product = hexID(src.Product.ID)
+	}
+	return out
+}
+
+// hexID turns libvirt's "0x046d" into "046d"; anything else into "".
+func hexID(s string) string {
+	v, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(s), "0x"), 16, 16)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%04x", v)
+}
