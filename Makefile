@@ -27,6 +27,14 @@ vet:
 test-unit:
 	$(GO) test -race -count=1 ./...
 
+# Real libudev on fake devices (umockdev), as root in a private netns.
+test-udev:
+	$(GO) test -race -count=1 -tags umockdev -exec $(CURDIR)/scripts/umockdev-exec ./internal/umockdev/ ./udevsrc/
+
+# The libvirt adapter against a real libvirtd and QEMU guests (sandbox).
+test-libvirt:
+	$(GO) test -count=1 -tags umockdev -exec $(CURDIR)/scripts/umockdev-exec ./controller/virt/ ./internal/sandbox/
+
 # Short fuzzing of every fuzz target, on top of the committed corpora.
 fuzz-smoke:
 	@bash scripts/fuzz-smoke.sh $(FUZZTIME)

@@ -451,7 +451,8 @@ func classify(err error, what string) error {
 	case libvirt.ERR_INTERNAL_ERROR, libvirt.ERR_OPERATION_FAILED:
 		// "Did not find USB device bus:1 device:9": libvirt has no code
 		// of its own for it.
-		if strings.Contains(msg, "Did not find USB device") || strings.Contains(msg, "not found") {
+		// "no device found with alias X" when detaching what is gone.
+		if strings.Contains(msg, "Did not find USB device") || strings.Contains(msg, "no device found") || strings.Contains(msg, "not found") {
 			kind = ErrDeviceMissing
 		}
 	}

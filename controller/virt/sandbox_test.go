@@ -1,0 +1,237 @@
+//go:build umockdev
+
+package virt
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/usbctl/usbctl/internal/sandbox"
+	"github.com/usbctl/usbctl/internal/umockdev"
+	"github.com/usbctl/usbctl/reconcile"
+)
+
+// The libvirt tier: the adapter against a real libvirtd and real QEMU
+// guests, checked through an independent client (virsh). make test-libvirt
+// runs it through scripts/umockdev-exec.
+
+type events struct {
+	mu  sync.Mutex
+	evs []Event
+}
+
+func (e *events) add(ev Event) { e.mu.Lock(); e.evs = append(e.evs, ev); e.mu.Unlock() }
+
+// wait returns the first event (from the start) that satisfies f.
+func (e *events) wait(t *testing.T, what string, f func(Event) bool) Event {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		e.mu.Lock()
+		for i, ev := range e.evs {
+			if f(ev) {
+				e.evs = e.evs[i+1:]
+				e.mu.Unlock()
+				return ev
+			}
+		}
+		e.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t.Fatalf("no %s event within 30s; events: %+v", what, e.evs)
+	return Event{}
+}
+
+func lifecycle(dom, detail string) func(Event) bool {
+	return func(ev Event) bool {
+		return ev.Kind == EventLifecycle && ev.Domain == dom && strings.Contains(strings.ToLower(ev.Detail), strings.ToLower(detail))
+	}
+}
+
+func TestAgainstLibvirtd(t *testing.T) {
+	if os.Getenv("LD_PRELOAD") == "" {
+		t.Fatal("not under the umockdev preload: run through scripts/umockdev-exec (make test-libvirt)")
+	}
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	start := time.Now()
+	sb, err := sandbox.Start(ctx, sandbox.Options{Log: os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sb.Close()
+		if out, err := exec.Command("pgrep", "-f", sb.Dir()).Output(); err == nil && len(out) > 0 {
+			t.Errorf("processes left after Close: %s", out)
+		}
+	}()
+	t.Logf("sandbox up in %v", time.Since(start))
+
+	var evs events
+	conn, err := Open(ctx, Options{URI: sb.URI(), Log: log, OnEvent: evs.add, KeepaliveInterval: time.Second, KeepaliveCount: 2, ReconnectMin: 100 * time.Millisecond, ReconnectMax: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	evs.wait(t, "connected", func(ev Event) bool { return ev.Kind == EventConnected })
+
+	for _, g := range []string{"g1", "g2"} {
+		if err := sb.DefineGuest(g, sandbox.GuestOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dev := umockdev.USBDevice{Bus: 1, Dev: 2, Port: "1-1", Vendor: "046d", Product: "c52b", ProductName: "Receiver", Interfaces: []string{"030101"}}
+	if err := sb.Plug(dev); err != nil {
+		t.Fatal(err)
+	}
+	key := reconcile.DeviceKey{Bus: 1, Dev: 2}
+
+	t.Run("attach to a shut-off domain", func(t *testing.T) {
+		err := conn.Attach(ctx, "g1", key)
+		if !errors.Is(err, ErrDomainNotRunning) {
+			t.Fatalf("got %v, want ErrDomainNotRunning", err)
+		}
+	})
+	t.Run("unknown domain", func(t *testing.T) {
+		if _, err := conn.Domain(ctx, "nope"); !errors.Is(err, ErrDomainNotFound) {
+			t.Fatalf("got %v, want ErrDomainNotFound", err)
+		}
+	})
+
+	if err := sb.StartGuest("g1"); err != nil {
+		t.Fatal(err)
+	}
+	evs.wait(t, "g1 started", lifecycle("g1", "Started"))
+
+	t.Run("attach and detach", func(t *testing.T) {
+		if err := conn.Attach(ctx, "g1", key); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, "device-added", func(ev Event) bool { return ev.Kind == EventDeviceAdded && ev.Alias == "ua-usbctl-001-002" })
+		xml, err := sb.Virsh("dumpxml", "g1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(xml, "<alias name='ua-usbctl-001-002'/>") || !strings.Contains(xml, "<address bus='1' device='2'/>") {
+			t.Fatalf("live XML lacks our hostdev:\n%s", xml)
+		}
+		usb, err := sb.Virsh("qemu-monitor-command", "g1", "--hmp", "info usb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(usb, "ua-usbctl-001-002") {
+			t.Fatalf("QEMU info usb lacks the device:\n%s", usb)
+		}
+		d, err := conn.Domain(ctx, "g1")
+		if err != nil || d.State != reconcile.StateRunning || len(d.Hostdevs) != 1 || d.Hostdevs[0] != (reconcile.Hostdev{Alias: "ua-usbctl-001-002", Bus: 1, Dev: 2}) {
+			t.Fatalf("Domain = %+v, %v", d, err)
+		}
+
+		if err := conn.Detach(ctx, "g1", "ua-usbctl-001-002"); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, "device-removed", func(ev Event) bool { return ev.Kind == EventDeviceRemoved && ev.Alias == "ua-usbctl-001-002" })
+		xml, _ = sb.Virsh("dumpxml", "g1")
+		if strings.Contains(xml, "ua-usbctl-001-002") {
+			t.Fatalf("hostdev still in live XML after detach:\n%s", xml)
+		}
+		// Detaching what is gone is done, not an error.
+		if err := conn.Detach(ctx, "g1", "ua-usbctl-001-002"); err != nil {
+			t.Fatalf("second detach: %v", err)
+		}
+	})
+
+	t.Run("attach an absent device", func(t *testing.T) {
+		err := conn.Attach(ctx, "g1", reconcile.DeviceKey{Bus: 1, Dev: 9})
+		if !errors.Is(err, ErrDeviceMissing) {
+			t.Fatalf("got %v, want ErrDeviceMissing", err)
+		}
+	})
+
+	t.Run("device held by another domain", func(t *testing.T) {
+		if err := sb.StartGuest("g2"); err != nil {
+			t.Fatal(err)
+		}
+		defer sb.DestroyGuest("g2")
+		if err := conn.Attach(ctx, "g2", key); err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Detach(ctx, "g2", key.Alias())
+		err := conn.Attach(ctx, "g1", key)
+		if !errors.Is(err, ErrDeviceBusy) {
+			t.Fatalf("got %v, want ErrDeviceBusy", err)
+		}
+	})
+
+	t.Run("list domains", func(t *testing.T) {
+		ds, err := conn.ListDomains(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		states := map[string]reconcile.DomainState{}
+		for _, d := range ds {
+			states[d.Name] = d.State
+		}
+		if states["g1"] != reconcile.StateRunning || states["g2"] != reconcile.StateShutoff {
+			t.Fatalf("states = %v", states)
+		}
+	})
+
+	t.Run("lifecycle events", func(t *testing.T) {
+		if err := sb.DestroyGuest("g1"); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, "destroyed", lifecycle("g1", "Destroyed"))
+		if err := sb.StartGuest("g1"); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, "started", lifecycle("g1", "Started"))
+		if err := sb.KillQEMU("g1"); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, "crashed (Stopped Failed)", lifecycle("g1", "Failed"))
+
+		if err := sb.DefineGuest("off", sandbox.GuestOptions{PowerOff: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.StartGuest("off"); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, "powered itself off (Stopped Shutdown)", lifecycle("off", "Shutdown"))
+	})
+
+	t.Run("libvirtd killed and restarted", func(t *testing.T) {
+		if err := sb.KillLibvirtd(); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, "disconnected", func(ev Event) bool { return ev.Kind == EventDisconnected })
+		if _, err := conn.ListDomains(ctx); !errors.Is(err, ErrConnection) {
+			t.Fatalf("ListDomains while libvirtd is down: %v, want ErrConnection", err)
+		}
+		if err := sb.StartLibvirtd(ctx); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, "reconnected", func(ev Event) bool { return ev.Kind == EventConnected })
+		// Events flow again on the new connection.
+		if err := sb.StartGuest("g1"); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, "started after reconnect", lifecycle("g1", "Started"))
+		if err := conn.Attach(ctx, "g1", key); err != nil {
+			t.Fatalf("attach after reconnect: %v", err)
+		}
+		if err := conn.Detach(ctx, "g1", key.Alias()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("libvirt tier took %v", time.Since(start))
+}
