@@ -1,0 +1,283 @@
+// Command usbctld is the usbctl daemon: it keeps libvirt guests in sync with
+// host USB devices according to the rules in /etc/usbctl.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/usbctl/usbctl/config"
+	"github.com/usbctl/usbctl/controller"
+	"github.com/usbctl/usbctl/controller/api"
+	"github.com/usbctl/usbctl/controller/virt"
+	"github.com/usbctl/usbctl/reconcile"
+	"github.com/usbctl/usbctl/udevsrc"
+)
+
+type options struct {
+	configs       []string
+	uri           string
+	socket        string
+	socketGroup   string
+	logLevel      string
+	logFormat     string
+	releaseOnStop bool
+	resync        time.Duration
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func main() {
+	var o options
+	var cfgs multiFlag
+	fs := flag.NewFlagSet("usbctld", flag.ExitOnError)
+	fs.Var(&cfgs, "config", "config file or directory of *.hcl files; repeatable (default "+config.DefaultPath+" and "+config.DefaultDir+")")
+	fs.StringVar(&o.uri, "uri", "", "libvirt URI (overrides the config's libvirt { uri })")
+	fs.StringVar(&o.socket, "socket", "/run/usbctl/usbctl.sock", "control socket path")
+	fs.StringVar(&o.socketGroup, "socket-group", "", "group allowed to read status through the socket (mode 0660)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&o.releaseOnStop, "release-on-stop", false, "detach every device usbctld attached when it stops (default: leave guests undisturbed)")
+	fs.DurationVar(&o.resync, "resync", 5*time.Minute, "period of the full re-read of devices and domains")
+	_ = fs.Parse(os.Args[1:])
+	o.configs = cfgs
+	if len(o.configs) == 0 {
+		o.configs = defaultConfigPaths()
+	}
+	log, err := newLogger(os.Stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "usbctld:", err)
+		os.Exit(2)
+	}
+	if err := run(log, o); err != nil {
+		log.Error("usbctld stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func defaultConfigPaths() []string {
+	paths := []string{config.DefaultPath}
+	if st, err := os.Stat(config.DefaultDir); err == nil && st.IsDir() {
+		paths = append(paths, config.DefaultDir)
+	}
+	return paths
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	hopts := &slog.HandlerOptions{Level: lv}
+	// Under systemd the journal adds its own timestamp.
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		hopts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+func configStatus(cfg *config.Config, at time.Time) controller.ConfigStatus {
+	n := 0
+	for _, d := range cfg.Rules.Domains {
+		n += len(d.Devices)
+	}
+	return controller.ConfigStatus{Files: cfg.Files, LoadedAt: at, Domains: len(cfg.Rules.Domains), Rules: n, Excludes: len(cfg.Rules.Excludes)}
+}
+
+// classify maps libvirt failures to what the controller should do next.
+func classify(err error) controller.FailureClass {
+	switch {
+	case errors.Is(err, virt.ErrConnection):
+		return controller.Disconnected
+	case errors.Is(err, virt.ErrDomainNotFound), errors.Is(err, virt.ErrDomainNotRunning):
+		return controller.DomainGone
+	case errors.Is(err, virt.ErrDeviceBusy):
+		// Held by a domain's hostdev: either not ours (a person's) or
+		// ours still being detached elsewhere. Wait for a domain to change.
+		return controller.Permanent
+	}
+	// ErrDeviceMissing included: the device may be half-enumerated; its
+	// remove event, if it went, makes the plan drop the action.
+	return controller.Transient
+}
+
+func run(log *slog.Logger, o options) error {
+	cfg, diags := config.Load(o.configs...)
+	if diags.HasErrors() {
+		_ = diags.Write(os.Stderr, 0, false)
+		return fmt.Errorf("config %s is invalid: fix it and start again (usbctl check shows the same)", strings.Join(o.configs, ", "))
+	}
+	for _, d := range diags.Strings() {
+		log.Warn("config", "diagnostic", d)
+	}
+	uri := o.uri
+	if uri == "" {
+		uri = cfg.LibvirtURI
+	}
+	gid := -1
+	if o.socketGroup != "" {
+		g, err := user.LookupGroup(o.socketGroup)
+		if err != nil {
+			return fmt.Errorf("socket group %s: %w", o.socketGroup, err)
+		}
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var ctl *controller.Controller
+	conn, err := virt.Open(ctx, virt.Options{URI: uri, Log: log.With("component", "libvirt"), OnEvent: func(ev virt.Event) {
+		switch ev.Kind {
+		case virt.EventConnected:
+			ctl.HypervisorConnected()
+		case virt.EventDisconnected:
+			ctl.HypervisorDisconnected(errors.New(ev.Detail))
+		default:
+			if ev.Domain != "" {
+				ctl.DomainChanged(ev.Domain)
+			}
+		}
+	}})
+	if err != nil {
+		return fmt.Errorf("libvirt %s: %w", uri, err)
+	}
+	defer conn.Close()
+	src := udevsrc.New(log.With("component", "udev"))
+	ctl = controller.New(controller.Options{
+		Log: log.With("component", "controller"), Hypervisor: conn, Devices: src,
+		Classify: classify, URI: uri, Resync: o.resync,
+	}, cfg.Rules, configStatus(cfg, time.Now()))
+
+	ln, err := api.Listen(o.socket, gid)
+	if err != nil {
+		return err
+	}
+	d := &backend{ctl: ctl, log: log, paths: o.configs}
+	srv := api.NewServer(d, log.With("component", "api"))
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Add(3)
+	go func() { defer wg.Done(); errc <- ignoreCanceled(srv.Serve(ctx, ln)) }()
+	go func() {
+		defer wg.Done()
+		errc <- ignoreCanceled(src.Watch(ctx, func(ev udevsrc.Event) {
+			switch ev.Action {
+			case udevsrc.ActionAdd:
+				ctl.DeviceAdded(ev.Device)
+			case udevsrc.ActionRemove:
+				ctl.DeviceRemoved(ev.Device)
+			case udevsrc.ActionResync:
+				ctl.DevicesLost()
+			}
+		}))
+	}()
+	go func() { defer wg.Done(); errc <- ignoreCanceled(ctl.Run(ctx)) }()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	log.Info("usbctld started", "uri", uri, "config", strings.Join(cfg.Files, ","), "socket", o.socket)
+	var firstErr error
+	ready := ctl.Ready()
+loop:
+	for {
+		select {
+		case <-ready:
+			ready = nil // readiness is announced once
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+			log.Info("ready: first sync complete")
+		case <-hup:
+			_, _ = d.Reload(ctx)
+		case err := <-errc:
+			firstErr = err
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	stop()
+	wg.Wait()
+	if o.releaseOnStop {
+		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := ctl.Release(rctx); err != nil {
+			log.Error("release devices on stop", "err", err)
+		}
+	}
+	log.Info("usbctld stopped")
+	return firstErr
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// backend serves the control socket.
+type backend struct {
+	ctl   *controller.Controller
+	log   *slog.Logger
+	paths []string
+	mu    sync.Mutex // one reload at a time
+}
+
+func (b *backend) Status() controller.Status { return b.ctl.Status() }
+
+func (b *backend) Plan(ctx context.Context) (reconcile.Result, error) { return b.ctl.PlanNow(), nil }
+
+// Reload re-reads the config. An invalid config is rejected whole: its
+// diagnostics are logged and shown in status, and the rules in force stay.
+func (b *backend) Reload(ctx context.Context) (api.ReloadResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cfg, diags := config.Load(b.paths...)
+	lines := diags.Strings()
+	if diags.HasErrors() {
+		for _, l := range lines {
+			b.log.Error("reload rejected", "diagnostic", l)
+		}
+		b.ctl.RejectConfig(time.Now(), lines)
+		return api.ReloadResult{Applied: false, Diagnostics: lines}, nil
+	}
+	for _, l := range lines {
+		b.log.Warn("config", "diagnostic", l)
+	}
+	b.ctl.SetRules(cfg.Rules, configStatus(cfg, time.Now()))
+	b.log.Info("config reloaded", "files", strings.Join(cfg.Files, ","))
+	return api.ReloadResult{Applied: true, Diagnostics: lines}, nil
+}

@@ -1,0 +1,206 @@
+// Package api is the daemon's control socket: HTTP and JSON over a unix
+// socket, served by usbctld and used by the usbctl CLI. Reading status is
+// for whoever may open the socket (its mode and group decide); changing
+// anything is for root only, checked with the peer's credentials.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/usbctl/usbctl/controller"
+	"github.com/usbctl/usbctl/reconcile"
+)
+
+// Backend is what the server needs from the daemon.
+type Backend interface {
+	Status() controller.Status
+	Plan(ctx context.Context) (reconcile.Result, error)
+	Reload(ctx context.Context) (ReloadResult, error)
+}
+
+// ReloadResult says whether a reload took effect and what the config
+// checker said.
+type ReloadResult struct {
+	Applied     bool     `json:"applied"`
+	Diagnostics []string `json:"diagnostics,omitempty"`
+}
+
+// maxBody bounds request bodies; no endpoint needs one.
+const maxBody = 64 << 10
+
+// Listen creates the control socket at path with mode 0660, owned by group
+// gid if gid >= 0. A socket file left by a daemon that died is replaced,
+// but only after a connect to it fails: a live daemon's socket is never
+// stolen. A path that is not a socket is never removed.
+func Listen(path string, gid int) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("control socket %s: a file that is not a socket is in the way; remove it or pass --socket", path)
+		}
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: another usbctld is running and listening on it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control socket %s: remove stale socket: %w", path, err)
+		}
+	}
+	// Create it with no access, then open it up: no window in which
+	// anyone could connect with the umask's permissions.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("control socket %s: chown to group %d: %w", path, gid, err)
+		}
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// Server serves the control API.
+type Server struct {
+	b   Backend
+	log *slog.Logger
+	// mayChange decides whether a peer uid may reload; root only by
+	// default. Tests replace it to see a refusal while running as root.
+	mayChange func(uid uint32) bool
+}
+
+// NewServer returns a server for b.
+func NewServer(b Backend, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{b: b, log: log, mayChange: func(uid uint32) bool { return uid == 0 }}
+}
+
+type peerKey struct{}
+
+// peer is the credentials of the process at the other end of the socket.
+type peer struct {
+	uid, gid uint32
+	pid      int32
+	known    bool
+}
+
+func peerOf(c net.Conn) peer {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return peer{}
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return peer{}
+	}
+	var p peer
+	_ = raw.Control(func(fd uintptr) {
+		cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+		if err == nil {
+			p = peer{uid: cred.Uid, gid: cred.Gid, pid: cred.Pid, known: true}
+		}
+	})
+	return p
+}
+
+// Handler is the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.b.Status())
+	})
+	mux.HandleFunc("GET /v1/plan", func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.b.Plan(r.Context())
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+		p, _ := r.Context().Value(peerKey{}).(peer)
+		if !p.known || !s.mayChange(p.uid) {
+			s.log.Warn("reload refused", "uid", p.uid, "pid", p.pid)
+			writeError(w, http.StatusForbidden, "reload needs root: run sudo usbctl reload (or systemctl reload usbctld)")
+			return
+		}
+		res, err := s.b.Reload(r.Context())
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// Serve answers on ln until ctx is done, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, peerKey{}, peerOf(c))
+		},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return ctx.Err()
+	}
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Error: msg})
+}
