@@ -7,7 +7,15 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/usbctl/usbctl/controller/api"
 )
+
+// socketFlag is the --socket flag shared by the commands that talk to
+// usbctld.
+type socketFlag struct{ path string }
+
+func (s *socketFlag) client() *api.Client { return &api.Client{Socket: s.path} }
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
@@ -27,10 +35,19 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	sock := &socketFlag{path: os.Getenv("USBCTL_SOCKET")}
+	if sock.path == "" {
+		sock.path = api.DefaultSocket
+	}
+	root.PersistentFlags().StringVar(&sock.path, "socket", sock.path, "usbctld control socket (env USBCTL_SOCKET)")
 	// Each subcommand lives in its own file.
 	root.AddCommand(
 		newCheckCmd(),
-		newPlanCmd(),
+		newPlanCmd(sock),
+		newStatusCmd(sock),
+		newReloadCmd(sock),
+		newDevicesCmd(),
+		newSnapshotCmd(),
 	)
 	return root
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +13,7 @@ import (
 	"github.com/usbctl/usbctl/reconcile"
 )
 
-func newPlanCmd() *cobra.Command {
+func newPlanCmd(sock *socketFlag) *cobra.Command {
 	var (
 		configs []string
 		from    string
@@ -31,7 +30,11 @@ reproduce a bug report. Without --from it asks the running daemon for the plan
 on this host as it sees it now.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if from == "" {
-				return planLive(cmd, asJSON)
+				res, err := sock.client().Plan(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return printPlan(cmd.OutOrStdout(), res, asJSON)
 			}
 			if len(configs) == 0 {
 				configs = defaultConfigPaths()
@@ -54,11 +57,6 @@ on this host as it sees it now.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
 	return cmd
 }
-
-// planLive is replaced by the daemon client once the control socket exists.
-var errNoLivePlan = errors.New("plan without --from asks the running usbctld; this build has no control socket client yet: use --from SNAPSHOT")
-
-func planLive(cmd *cobra.Command, asJSON bool) error { return errNoLivePlan }
 
 func readSnapshot(path string) (reconcile.Snapshot, error) {
 	var snap reconcile.Snapshot

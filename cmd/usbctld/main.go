@@ -51,7 +51,7 @@ func main() {
 	fs := flag.NewFlagSet("usbctld", flag.ExitOnError)
 	fs.Var(&cfgs, "config", "config file or directory of *.hcl files; repeatable (default "+config.DefaultPath+" and "+config.DefaultDir+")")
 	fs.StringVar(&o.uri, "uri", "", "libvirt URI (overrides the config's libvirt { uri })")
-	fs.StringVar(&o.socket, "socket", "/run/usbctl/usbctl.sock", "control socket path")
+	fs.StringVar(&o.socket, "socket", api.DefaultSocket, "control socket path")
 	fs.StringVar(&o.socketGroup, "socket-group", "", "group allowed to read status through the socket (mode 0660)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")

@@ -14,6 +14,9 @@ import (
 	"github.com/usbctl/usbctl/reconcile"
 )
 
+// DefaultSocket is where usbctld listens unless told otherwise.
+const DefaultSocket = "/run/usbctl/usbctl.sock"
+
 // ErrNotRunning means nothing answers on the control socket.
 var ErrNotRunning = errors.New("usbctld is not running")
 

@@ -293,6 +293,22 @@ func (c *Conn) ListDomains(ctx context.Context) ([]reconcile.Domain, error) {
 		return nil, err
 	}
 	defer conn.Close()
+	return listDomains(conn)
+}
+
+// ListDomainsAt lists domains over a short-lived read-only connection to
+// uri: for one-shot readers such as usbctl snapshot, which need no events
+// and no write access.
+func ListDomainsAt(uri string) ([]reconcile.Domain, error) {
+	conn, err := libvirt.NewConnectReadOnly(uri)
+	if err != nil {
+		return nil, classify(err, "connect to "+uri)
+	}
+	defer conn.Close()
+	return listDomains(conn)
+}
+
+func listDomains(conn *libvirt.Connect) ([]reconcile.Domain, error) {
 	doms, err := conn.ListAllDomains(0)
 	if err != nil {
 		return nil, classify(err, "list domains")

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/usbctl/usbctl/controller"
+)
+
+func newStatusCmd(sock *socketFlag) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "What is attached where and why, what is pending or failing",
+		Long: `Status asks the running usbctld what it sees and did: each domain with the
+devices usbctl attached to it (the rule that placed each, and since when),
+hostdevs attached by someone else (never touched), actions pending or failing
+with their last error and next retry, conflicts, devices no rule gives to a
+running domain and why, and the config in force (and a rejected reload).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := sock.client().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			return printStatus(cmd.OutOrStdout(), st, time.Now(), time.Local)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	return cmd
+}
+
+// printStatus renders a status for people. now and loc are parameters so
+// tests get stable output.
+func printStatus(w io.Writer, st controller.Status, now time.Time, loc *time.Location) error {
+	clock := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.In(loc).Format("2006-01-02 15:04:05") + " (" + ago(now.Sub(t)) + ")"
+	}
+	state := "starting: first sync not complete"
+	if st.Ready {
+		state = "ready"
+	}
+	fmt.Fprintf(w, "usbctld:  %s, %d syncs, last %s took %s\n", state, st.Syncs, clock(st.LastSync), st.LastSyncDuration.Round(time.Microsecond))
+	hv := "connected"
+	if !st.Hypervisor.Connected {
+		hv = "DISCONNECTED"
+		if st.Hypervisor.LastError != "" {
+			hv += ": " + safe(st.Hypervisor.LastError)
+		}
+		hv += " (usbctld reconnects by itself; is libvirtd running?)"
+	}
+	fmt.Fprintf(w, "libvirt:  %s %s\n", safe(st.Hypervisor.URI), hv)
+	c := st.Config
+	fmt.Fprintf(w, "config:   %s: %s, %s, %s, loaded %s\n", safe(joinPaths(c.Files)), plural(c.Domains, "domain"), plural(c.Rules, "device rule"), plural(c.Excludes, "exclude"), clock(c.LoadedAt))
+	if r := c.Rejected; r != nil {
+		fmt.Fprintf(w, "          RELOAD REJECTED at %s; the config above stays in force. Fix and reload:\n", clock(r.At))
+		for _, d := range r.Diagnostics {
+			fmt.Fprintf(w, "            %s\n", safe(d))
+		}
+	}
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "DOMAIN\tSTATE\tDEVICE\tPORT\tID\tNAME\tRULE\tSINCE")
+	doms := append([]controller.DomainStatus(nil), st.Domains...)
+	sort.SliceStable(doms, func(i, j int) bool { return doms[i].Name < doms[j].Name })
+	for _, d := range doms {
+		name := cell(d.Name, 24)
+		if !d.Managed {
+			name += " (no rules)"
+		}
+		if len(d.Attached) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t-\t\t\t\t\t\n", name, d.State)
+			continue
+		}
+		for i, a := range d.Attached {
+			n, s := name, string(d.State)
+			if i > 0 {
+				n, s = "", ""
+			}
+			port, id, dname := "-", "-", "(device gone; detaching)"
+			if a.Device != nil {
+				port, id, dname = cell(a.Device.Port, 16), safe(a.Device.ID()), cell(deviceName(*a.Device), 32)
+			}
+			since := clock(a.Since)
+			if a.Adopted {
+				since += " adopted"
+			}
+			rule := a.Rule
+			if rule == "" {
+				rule = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n, s, a.Key, port, id, dname, safe(rule), since)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	var foreign [][]string
+	for _, d := range doms {
+		for _, h := range d.Foreign {
+			src := "-"
+			if k, ok := h.Key(); ok {
+				src = k.String()
+			} else if h.Vendor != "" {
+				src = h.Vendor + ":" + h.Product
+			}
+			foreign = append(foreign, []string{cell(d.Name, 24), cell(h.Alias, 32), src})
+		}
+	}
+	if len(foreign) > 0 {
+		section(w, "NOT OURS: USB hostdevs usbctl did not attach; it never touches them", "DOMAIN\tALIAS\tSOURCE", foreign)
+	}
+	if len(st.Pending) > 0 {
+		var rows [][]string
+		for _, p := range st.Pending {
+			next := "-"
+			switch {
+			case p.Permanent:
+				next = "waits for a change (replug, domain restart, reload)"
+			case !p.NextRetry.IsZero():
+				next = "in " + ago(p.NextRetry.Sub(now))
+				if p.NextRetry.Before(now) {
+					next = "now"
+				}
+			}
+			lastErr := p.LastError
+			if lastErr == "" {
+				lastErr = "-"
+			}
+			rows = append(rows, []string{string(p.Action.Kind), cell(p.Action.Domain, 24), p.Action.Key.String(), fmt.Sprint(p.Attempts), cell(lastErr, 80), next})
+		}
+		section(w, "PENDING OR FAILING", "ACTION\tDOMAIN\tDEVICE\tTRIES\tLAST ERROR\tNEXT TRY", rows)
+	}
+	if len(st.Conflicts) > 0 {
+		var rows [][]string
+		for _, c := range st.Conflicts {
+			rows = append(rows, []string{c.Key.String(), safe(strings.Join(c.Domains, ", ")), safe(c.Reason)})
+		}
+		section(w, "CONFLICTS", "DEVICE\tDOMAINS\tREASON", rows)
+	}
+	if len(st.Unassigned) > 0 {
+		var rows [][]string
+		for _, p := range st.Unassigned {
+			rows = append(rows, []string{p.Device.Key().String(), safe(p.Device.ID()), cell(p.Device.Port, 16), cell(deviceName(p.Device), 32), safe(p.Reason)})
+		}
+		section(w, "ON THE HOST: devices no running domain gets", "DEVICE\tID\tPORT\tNAME\tWHY", rows)
+	}
+	return nil
+}
+
+// section prints a titled table; every cell is already terminal-safe.
+func section(w io.Writer, title, header string, rows [][]string) {
+	fmt.Fprintf(w, "\n%s\n", title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	_ = tw.Flush()
+}
+
+// ago is a short human duration: "4s", "3m", "2h5m", "3d".
+func ago(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	}
+	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+}
