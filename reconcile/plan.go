@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -473,7 +474,9 @@ func sortWants(doms []DomainRules, ws []want) {
 	slices.SortFunc(ws, func(a, b want) int {
 		da, db := &doms[a.dom], &doms[b.dom]
 		if da.Priority != db.Priority {
-			return db.Priority - da.Priority
+			// cmp.Compare, not a subtraction: priorities are any int
+			// and a difference can overflow.
+			return cmp.Compare(db.Priority, da.Priority)
 		}
 		if a.explicit() != b.explicit() {
 			if a.explicit() {

@@ -128,6 +128,15 @@ func TestPlanTable(t *testing.T) {
 			want:  []string{"attach win 001:002"},
 		},
 		{
+			name: "extreme priorities compare without overflow",
+			rules: Rules{Domains: []DomainRules{
+				dom("low", -(1<<63 - 1), ModeAllow, idm("rx", "046d:c52b")),
+				dom("high", 1<<63 - 1, ModeAllow, idm("rx", "046d:c52b")),
+			}},
+			obs:  Observed{Devices: []Device{receiver}, Domains: []Domain{run("low"), run("high")}},
+			want: []string{"attach high 001:002"},
+		},
+		{
 			name: "identical devices told apart by serial",
 			rules: Rules{Domains: []DomainRules{
 				dom("a", 0, ModeAllow, serialm("key", "111")),
