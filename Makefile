@@ -35,6 +35,11 @@ test-udev:
 test-libvirt:
 	$(GO) test -count=1 -tags umockdev -exec $(CURDIR)/scripts/umockdev-exec ./controller/virt/ ./internal/sandbox/
 
+# The real usbctld binary end to end: sandbox libvirtd, QEMU guests, fake
+# devices; asserted with virsh. -v prints each scenario and the latency.
+test-e2e:
+	$(GO) test -count=1 -v -timeout 20m -tags umockdev -exec $(CURDIR)/scripts/umockdev-exec ./e2e/
+
 # Short fuzzing of every fuzz target, on top of the committed corpora.
 fuzz-smoke:
 	@bash scripts/fuzz-smoke.sh $(FUZZTIME)

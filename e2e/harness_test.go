@@ -1,0 +1,433 @@
+//go:build umockdev
+
+// Package e2e runs the real usbctld binary against a real libvirtd and real
+// QEMU guests with fake USB devices (internal/sandbox), and checks what the
+// guests hold through an independent client: virsh. make test-e2e runs it
+// through scripts/umockdev-exec.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/usbctl/usbctl/controller"
+	"github.com/usbctl/usbctl/controller/api"
+	"github.com/usbctl/usbctl/controller/virt"
+	"github.com/usbctl/usbctl/internal/sandbox"
+	"github.com/usbctl/usbctl/internal/umockdev"
+)
+
+// bins holds the binaries under test, built once by TestMain.
+var bins struct{ usbctld, usbctl string }
+
+// latencies collects plug-to-attached times over all scenarios.
+var latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv("LD_PRELOAD") == "" || os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "e2e: must run as root under the umockdev preload: make test-e2e (scripts/umockdev-exec)")
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "usbctl-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// Build without the preload: the go tool does not need fake devices.
+	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/usbctld", "../cmd/usbctl")
+	build.Env = cleanEnv()
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build usbctld and usbctl:", err)
+		os.Exit(1)
+	}
+	bins.usbctld, bins.usbctl = filepath.Join(dir, "usbctld"), filepath.Join(dir, "usbctl")
+	code := m.Run()
+	latencies.mu.Lock()
+	if n := len(latencies.d); n > 0 {
+		d := slices.Clone(latencies.d)
+		slices.Sort(d)
+		fmt.Printf("e2e: plug-to-attached over %d plugs: median %v, p95 %v, max %v\n", n, d[n/2].Round(100*time.Microsecond), d[(n*95)/100].Round(100*time.Microsecond), d[n-1].Round(100*time.Microsecond))
+	}
+	latencies.mu.Unlock()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func cleanEnv() []string {
+	var out []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "LD_PRELOAD=") && !strings.HasPrefix(e, "UMOCKDEV_DIR=") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// world is one scenario's sandbox, guests, daemon and event watcher.
+type world struct {
+	t   *testing.T
+	sb  *sandbox.Sandbox
+	dir string
+	cfg string // config file of the daemon
+
+	evMu sync.Mutex
+	evs  []timedEvent
+	conn *virt.Conn
+
+	d *daemon
+}
+
+type timedEvent struct {
+	at time.Time
+	ev virt.Event
+}
+
+// newWorld starts a sandbox with guests defined (not started) and a libvirt
+// event watcher; everything is torn down when the test ends.
+func newWorld(t *testing.T, guests ...string) *world {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	var sbLog bytes.Buffer
+	sb, err := sandbox.Start(ctx, sandbox.Options{Log: &sbLog})
+	if err != nil {
+		t.Fatalf("sandbox: %v\n%s", err, sbLog.String())
+	}
+	w := &world{t: t, sb: sb, dir: dir, cfg: filepath.Join(dir, "usbctl.hcl")}
+	t.Cleanup(func() {
+		if w.d != nil {
+			w.d.stop(syscall.SIGTERM)
+			if t.Failed() {
+				t.Logf("usbctld log:\n%s", w.d.logText())
+			}
+		}
+		w.conn.Close()
+		sb.Close()
+		if out, err := exec.Command("pgrep", "-af", sb.Dir()).Output(); err == nil && len(out) > 0 {
+			t.Errorf("processes left after the scenario: %s", out)
+		}
+	})
+	w.conn, err = virt.Open(ctx, virt.Options{URI: sb.URI(), OnEvent: func(ev virt.Event) {
+		w.evMu.Lock()
+		w.evs = append(w.evs, timedEvent{time.Now(), ev})
+		w.evMu.Unlock()
+	}, ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range guests {
+		if err := sb.DefineGuest(g, sandbox.GuestOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.waitEvent("watcher connected", time.Time{}, func(ev virt.Event) bool { return ev.Kind == virt.EventConnected })
+	return w
+}
+
+func (w *world) writeConfig(hcl string) {
+	w.t.Helper()
+	if err := os.WriteFile(w.cfg, []byte(hcl), 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// waitEvent waits for an event after since that satisfies f, and returns
+// when it arrived.
+func (w *world) waitEvent(what string, since time.Time, f func(virt.Event) bool) time.Time {
+	w.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		w.evMu.Lock()
+		for _, te := range w.evs {
+			if !te.at.Before(since) && f(te.ev) {
+				w.evMu.Unlock()
+				return te.at
+			}
+		}
+		w.evMu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	w.t.Fatalf("no %s event within 30 s", what)
+	return time.Time{}
+}
+
+// countEvents counts events after since that satisfy f.
+func (w *world) countEvents(since time.Time, f func(virt.Event) bool) int {
+	w.evMu.Lock()
+	defer w.evMu.Unlock()
+	n := 0
+	for _, te := range w.evs {
+		if !te.at.Before(since) && f(te.ev) {
+			n++
+		}
+	}
+	return n
+}
+
+func added(dom, alias string) func(virt.Event) bool {
+	return func(ev virt.Event) bool {
+		return ev.Kind == virt.EventDeviceAdded && ev.Domain == dom && ev.Alias == alias
+	}
+}
+
+func (w *world) start(dom string) {
+	w.t.Helper()
+	if err := w.sb.StartGuest(dom); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) destroy(dom string) {
+	w.t.Helper()
+	if err := w.sb.DestroyGuest(dom); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) plug(d umockdev.USBDevice) {
+	w.t.Helper()
+	if err := w.sb.Plug(d); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) unplug(d umockdev.USBDevice) {
+	w.t.Helper()
+	if err := w.sb.Unplug(d); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// liveXML is the domain's live XML as virsh (an independent client) shows it.
+func (w *world) liveXML(dom string) string {
+	w.t.Helper()
+	out, err := w.sb.Virsh("dumpxml", dom)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return out
+}
+
+var hostdevRE = regexp.MustCompile(`(?s)<hostdev mode='subsystem' type='usb'.*?</hostdev>`)
+
+// hostdevs is the USB hostdev elements of the domain's live XML, sorted.
+func (w *world) hostdevs(dom string) []string {
+	hs := hostdevRE.FindAllString(w.liveXML(dom), -1)
+	sort.Strings(hs)
+	return hs
+}
+
+// aliases is the aliases of the domain's USB hostdevs, by virsh.
+func (w *world) aliases(dom string) []string {
+	var out []string
+	for _, h := range w.hostdevs(dom) {
+		if m := regexp.MustCompile(`<alias name='([^']*)'/>`).FindStringSubmatch(h); m != nil {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
+
+func (w *world) has(dom, alias string) bool { return slices.Contains(w.aliases(dom), alias) }
+
+// eventually polls cond every 20 ms until it holds or timeout passes.
+func (w *world) eventually(what string, timeout time.Duration, cond func() bool) {
+	w.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			st := ""
+			if w.d != nil {
+				st = w.cli("status")
+			}
+			w.t.Fatalf("not within %v: %s\nusbctl status:\n%s", timeout, what, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitAttached waits until virsh shows alias in dom.
+func (w *world) waitAttached(dom, alias string) {
+	w.t.Helper()
+	w.eventually(fmt.Sprintf("%s in %s", alias, dom), 20*time.Second, func() bool { return w.has(dom, alias) })
+}
+
+// waitDetached waits until virsh shows alias nowhere in dom.
+func (w *world) waitDetached(dom, alias string) {
+	w.t.Helper()
+	w.eventually(fmt.Sprintf("%s gone from %s", alias, dom), 20*time.Second, func() bool { return !w.has(dom, alias) })
+}
+
+// plugTimed plugs d and returns the time from the plug to libvirt's
+// device-added event for its alias in dom; it is recorded for the suite's
+// median.
+func (w *world) plugTimed(dom string, d umockdev.USBDevice) time.Duration {
+	w.t.Helper()
+	alias := fmt.Sprintf("ua-usbctl-%03d-%03d", d.Bus, d.Dev)
+	t0 := time.Now()
+	w.plug(d)
+	at := w.waitEvent("device-added "+alias, t0, added(dom, alias))
+	lat := at.Sub(t0)
+	latencies.mu.Lock()
+	latencies.d = append(latencies.d, lat)
+	latencies.mu.Unlock()
+	w.waitAttached(dom, alias)
+	return lat
+}
+
+// daemon is a usbctld process.
+type daemon struct {
+	cmd    *exec.Cmd
+	sock   string
+	logf   string
+	exited chan struct{}
+}
+
+func (d *daemon) logText() string {
+	b, _ := os.ReadFile(d.logf)
+	return string(b)
+}
+
+func (d *daemon) stop(sig syscall.Signal) {
+	_ = d.cmd.Process.Signal(sig)
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+	}
+}
+
+// startDaemon runs usbctld on the world's config and waits for its first
+// complete sync.
+func (w *world) startDaemon(extra ...string) {
+	w.t.Helper()
+	if w.d != nil {
+		w.t.Fatal("a daemon is already running")
+	}
+	sock := filepath.Join(w.dir, "usbctl.sock")
+	logf := filepath.Join(w.dir, "usbctld.log")
+	f, err := os.OpenFile(logf, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer f.Close()
+	args := append([]string{"--config", w.cfg, "--uri", w.sb.URI(), "--socket", sock, "--log-level", "debug"}, extra...)
+	cmd := exec.Command(bins.usbctld, args...)
+	// usbctld sees the fake devices through libudev, as on a host it
+	// sees real ones: the preload and the testbed dir, nothing else.
+	cmd.Env = append(cleanEnv(), w.sb.Env()...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	d := &daemon{cmd: cmd, sock: sock, logf: logf, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(d.exited) }()
+	w.d = d
+	c := &api.Client{Socket: sock}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := c.Status(context.Background())
+		if err == nil && st.Ready {
+			return
+		}
+		select {
+		case <-d.exited:
+			w.d = nil
+			w.t.Fatalf("usbctld exited at start: %v\n%s", cmd.ProcessState, d.logText())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("usbctld not ready within 30 s: %v\n%s", err, d.logText())
+		}
+	}
+}
+
+// killDaemon stops usbctld with sig and forgets it.
+func (w *world) killDaemon(sig syscall.Signal) {
+	w.t.Helper()
+	w.d.stop(sig)
+	w.d = nil
+}
+
+func (w *world) status() controller.Status {
+	w.t.Helper()
+	st, err := (&api.Client{Socket: w.d.sock}).Status(context.Background())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return st
+}
+
+// cli runs the usbctl binary against the daemon and returns its output.
+func (w *world) cli(args ...string) string {
+	out, _ := w.cliCode(args...)
+	return out
+}
+
+func (w *world) cliCode(args ...string) (string, int) {
+	cmd := exec.Command(bins.usbctl, append([]string{"--socket", w.d.sock}, args...)...)
+	cmd.Env = cleanEnv()
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return string(out), code
+}
+
+func domainStatus(st controller.Status, name string) (controller.DomainStatus, bool) {
+	for _, d := range st.Domains {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return controller.DomainStatus{}, false
+}
+
+func unassigned(st controller.Status, bus, dev int) (string, bool) {
+	for _, p := range st.Unassigned {
+		if p.Device.Bus == bus && p.Device.Dev == dev {
+			return p.Reason, true
+		}
+	}
+	return "", false
+}
+
+// usb is a fake device on bus 1.
+func usb(dev int, port, vendor, product, serial string) umockdev.USBDevice {
+	return umockdev.USBDevice{Bus: 1, Dev: dev, Port: port, Vendor: vendor, Product: product, Serial: serial,
+		Manufacturer: "usbctl e2e", ProductName: "Device " + port, Interfaces: []string{"030101"}}
+}
+
+func alias(d umockdev.USBDevice) string { return fmt.Sprintf("ua-usbctl-%03d-%03d", d.Bus, d.Dev) }
+
+func (w *world) writeFile(path, content string) {
+	w.t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func sandboxPowerOff() sandbox.GuestOptions { return sandbox.GuestOptions{PowerOff: true} }

@@ -1,0 +1,375 @@
+//go:build umockdev
+
+package e2e
+
+import (
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/usbctl/usbctl/controller/virt"
+	"github.com/usbctl/usbctl/internal/umockdev"
+	"github.com/usbctl/usbctl/reconcile"
+)
+
+const oneGuest = `
+domain "g1" {
+  device "receiver" { ids = ["046d:c52b"] }
+}
+`
+
+// 1. Plug a matching device: in the guest within 1 s. Unplug: gone, alias
+// gone. Five plugs, each with a new device number as a real replug gets.
+func TestPlugUnplug(t *testing.T) {
+	w := newWorld(t, "g1")
+	w.writeConfig(oneGuest)
+	w.start("g1")
+	w.startDaemon()
+	var lats []time.Duration
+	for i := 0; i < 5; i++ {
+		d := usb(2+i, "1-1", "046d", "c52b", "")
+		lats = append(lats, w.plugTimed("g1", d))
+		st := w.status()
+		ds, _ := domainStatus(st, "g1")
+		if len(ds.Attached) != 1 || ds.Attached[0].Alias != alias(d) || !strings.Contains(ds.Attached[0].Rule, `device "receiver"`) {
+			t.Fatalf("status does not show %s on g1 by rule receiver: %+v", alias(d), ds)
+		}
+		w.unplug(d)
+		w.waitDetached("g1", alias(d))
+	}
+	slices.Sort(lats)
+	t.Logf("plug-to-attached: %v (median %v)", lats, lats[len(lats)/2])
+	if med := lats[len(lats)/2]; med > time.Second {
+		t.Fatalf("median plug-to-attached %v, want within 1 s", med)
+	}
+	if hs := w.hostdevs("g1"); len(hs) != 0 {
+		t.Fatalf("hostdevs left after unplug: %v", hs)
+	}
+}
+
+// 2. A device present before the domain starts is attached after start.
+func TestColdplug(t *testing.T) {
+	w := newWorld(t, "g1")
+	w.writeConfig(oneGuest)
+	d := usb(2, "1-1", "046d", "c52b", "")
+	w.plug(d)
+	w.startDaemon()
+	if why, ok := unassigned(w.status(), 1, 2); !ok || !strings.Contains(why, "not running") {
+		t.Fatalf("before start: device should wait for g1 (not running); unassigned=%v %q", ok, why)
+	}
+	t0 := time.Now()
+	w.start("g1")
+	w.waitEvent("device-added", t0, added("g1", alias(d)))
+	w.waitAttached("g1", alias(d))
+}
+
+// 3. Destroyed, crashed (QEMU SIGKILL) and self-powered-off domains release
+// their devices in status; a restarted domain gets them back.
+func TestDomainStopsAndStarts(t *testing.T) {
+	w := newWorld(t, "g1")
+	if err := w.sb.DefineGuest("off", sandboxPowerOff()); err != nil {
+		t.Fatal(err)
+	}
+	w.writeConfig(oneGuest + `
+domain "off" {
+  device "stick" { ids = ["0781:5567"] }
+}
+`)
+	d := usb(2, "1-1", "046d", "c52b", "")
+	stick := usb(3, "1-2", "0781", "5567", "")
+	w.plug(d)
+	w.start("g1")
+	w.startDaemon()
+	w.waitAttached("g1", alias(d))
+
+	released := func(dom string, dev umockdev.USBDevice) func() bool {
+		return func() bool {
+			st := w.status()
+			ds, _ := domainStatus(st, dom)
+			why, ok := unassigned(st, dev.Bus, dev.Dev)
+			return ds.State != reconcile.StateRunning && len(ds.Attached) == 0 && ok && strings.Contains(why, "not running")
+		}
+	}
+	for _, stop := range []struct {
+		name string
+		do   func()
+	}{
+		{"destroy", func() { w.destroy("g1") }},
+		{"crash", func() {
+			if err := w.sb.KillQEMU("g1"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		stop.do()
+		w.eventually("status shows g1 released its device after "+stop.name, 20*time.Second, released("g1", d))
+		t0 := time.Now()
+		w.start("g1")
+		w.waitEvent("re-attach after "+stop.name, t0, added("g1", alias(d)))
+		w.waitAttached("g1", alias(d))
+	}
+
+	// A guest that powers itself off (ACPI, 3 s after its boot sector
+	// runs). The stick is plugged once the firmware is past its USB scan:
+	// SeaBIOS stalls for many seconds on a fake device it cannot talk to.
+	t0 := time.Now()
+	w.start("off")
+	time.Sleep(1500 * time.Millisecond)
+	w.plugTimed("off", stick)
+	w.waitEvent("off powered itself off", t0, func(ev virt.Event) bool {
+		return ev.Kind == virt.EventLifecycle && ev.Domain == "off" && strings.Contains(strings.ToLower(ev.Detail), "shutdown")
+	})
+	t.Logf("off powered itself off %v after start", time.Since(t0).Round(time.Millisecond))
+	w.eventually("status shows off released its device", 20*time.Second, released("off", stick))
+	// g1 was never disturbed.
+	if !w.has("g1", alias(d)) {
+		t.Fatal("g1 lost its device while another domain stopped")
+	}
+}
+
+// 4. usbctld killed with SIGKILL while devices are attached, restarted:
+// it adopts them; no attach, no detach; the live XML is unchanged.
+func TestDaemonKilledAdopts(t *testing.T) {
+	w := newWorld(t, "g1")
+	w.writeConfig(oneGuest)
+	a, b := usb(2, "1-1", "046d", "c52b", ""), usb(3, "1-2", "046d", "c52b", "")
+	w.plug(a)
+	w.plug(b)
+	w.start("g1")
+	w.startDaemon()
+	w.waitAttached("g1", alias(a))
+	w.waitAttached("g1", alias(b))
+	before := w.hostdevs("g1")
+	w.killDaemon(syscall.SIGKILL)
+
+	t0 := time.Now()
+	w.startDaemon()
+	time.Sleep(2 * time.Second) // several syncs' worth
+	after := w.hostdevs("g1")
+	if !slices.Equal(before, after) {
+		t.Fatalf("live hostdevs changed across the restart:\nbefore %v\nafter  %v", before, after)
+	}
+	if n := w.countEvents(t0, func(ev virt.Event) bool {
+		return ev.Kind == virt.EventDeviceAdded || ev.Kind == virt.EventDeviceRemoved
+	}); n != 0 {
+		t.Fatalf("%d device events after the restart, want none (no attach, no detach)", n)
+	}
+	ds, _ := domainStatus(w.status(), "g1")
+	if len(ds.Attached) != 2 || !ds.Attached[0].Adopted || !ds.Attached[1].Adopted {
+		t.Fatalf("status should show both devices adopted: %+v", ds.Attached)
+	}
+}
+
+// 5. libvirtd killed and restarted: usbctld reconnects by itself, and a
+// device plugged during the outage is attached after.
+func TestLibvirtdRestart(t *testing.T) {
+	w := newWorld(t, "g1")
+	w.writeConfig(oneGuest)
+	w.start("g1")
+	w.startDaemon()
+	if err := w.sb.KillLibvirtd(); err != nil {
+		t.Fatal(err)
+	}
+	w.eventually("status shows libvirt disconnected", 20*time.Second, func() bool { return !w.status().Hypervisor.Connected })
+	d := usb(2, "1-1", "046d", "c52b", "")
+	w.plug(d)
+	time.Sleep(300 * time.Millisecond)
+	t0 := time.Now()
+	if err := w.sb.StartLibvirtd(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	w.eventually("status shows libvirt connected", 30*time.Second, func() bool { return w.status().Hypervisor.Connected })
+	w.waitAttached("g1", alias(d))
+	t.Logf("attached %v after libvirtd came back", time.Since(t0).Round(time.Millisecond))
+}
+
+// 6. Two identical devices (same vendor:product, no serial) each go where
+// the rules say: told apart by port.
+func TestIdenticalDevices(t *testing.T) {
+	w := newWorld(t, "g1", "g2")
+	w.writeConfig(`
+domain "g1" {
+  device "left" {
+    ids  = ["1050:0407"]
+    port = "1-1"
+  }
+}
+domain "g2" {
+  device "right" {
+    ids  = ["1050:0407"]
+    port = "1-2"
+  }
+}
+`)
+	w.start("g1")
+	w.start("g2")
+	w.startDaemon()
+	l, r := usb(2, "1-1", "1050", "0407", ""), usb(3, "1-2", "1050", "0407", "")
+	w.plugTimed("g1", l)
+	w.plugTimed("g2", r)
+	if w.has("g1", alias(r)) || w.has("g2", alias(l)) {
+		t.Fatal("identical devices swapped")
+	}
+}
+
+// 7. Two domains want one device: the priority winner has it; when it
+// stops, the other gets it; when it starts again it stays put (no preempt).
+func TestPriority(t *testing.T) {
+	w := newWorld(t, "hi", "lo")
+	w.writeConfig(`
+domain "hi" {
+  priority = 10
+  device "pad" { ids = ["045e:028e"] }
+}
+domain "lo" {
+  priority = 5
+  device "pad" { ids = ["045e:028e"] }
+}
+`)
+	w.start("hi")
+	w.start("lo")
+	w.startDaemon()
+	d := usb(2, "1-1", "045e", "028e", "")
+	w.plugTimed("hi", d)
+	if w.has("lo", alias(d)) {
+		t.Fatal("device on both domains")
+	}
+	t0 := time.Now()
+	w.destroy("hi")
+	w.waitEvent("lo gets the device", t0, added("lo", alias(d)))
+	w.waitAttached("lo", alias(d))
+	// hi back without preempt: the device stays with lo.
+	w.start("hi")
+	time.Sleep(1500 * time.Millisecond)
+	if !w.has("lo", alias(d)) || w.has("hi", alias(d)) {
+		t.Fatalf("device moved back without preempt: hi %v lo %v", w.aliases("hi"), w.aliases("lo"))
+	}
+}
+
+// 8. A hostdev attached by hand with virsh is never detached or moved,
+// and shows as a conflict.
+func TestHandAttachedUntouched(t *testing.T) {
+	w := newWorld(t, "g1", "g2")
+	w.writeConfig(`
+domain "g2" {
+  device "receiver" { ids = ["046d:c52b"] }
+}
+`)
+	w.start("g1")
+	w.start("g2")
+	d := usb(2, "1-1", "046d", "c52b", "")
+	w.plug(d)
+	xml := w.dir + "/hand.xml"
+	w.writeFile(xml, `<hostdev mode='subsystem' type='usb' managed='no'><source><address bus='1' device='2'/></source></hostdev>`)
+	if _, err := w.sb.Virsh("attach-device", "g1", xml, "--live"); err != nil {
+		t.Fatal(err)
+	}
+	before := w.hostdevs("g1")
+	if len(before) != 1 {
+		t.Fatalf("hand attach: %v", before)
+	}
+	t0 := time.Now()
+	w.startDaemon()
+	time.Sleep(2 * time.Second)
+	if after := w.hostdevs("g1"); !slices.Equal(before, after) {
+		t.Fatalf("hand-attached hostdev changed:\nbefore %v\nafter  %v", before, after)
+	}
+	if hs := w.hostdevs("g2"); len(hs) != 0 {
+		t.Fatalf("device attached elsewhere: %v", hs)
+	}
+	if n := w.countEvents(t0, func(ev virt.Event) bool { return ev.Kind == virt.EventDeviceAdded || ev.Kind == virt.EventDeviceRemoved }); n != 0 {
+		t.Fatalf("%d device events, want none", n)
+	}
+	st := w.status()
+	if len(st.Conflicts) != 1 || st.Conflicts[0].Key != (reconcile.DeviceKey{Bus: 1, Dev: 2}) {
+		t.Fatalf("status should show the conflict: %+v", st.Conflicts)
+	}
+	g1, _ := domainStatus(st, "g1")
+	if len(g1.Foreign) != 1 {
+		t.Fatalf("status should show g1's foreign hostdev: %+v", g1)
+	}
+}
+
+// 9. A device no rule wants stays on the host and shows as unassigned.
+func TestUnwantedStays(t *testing.T) {
+	w := newWorld(t, "g1")
+	w.writeConfig(oneGuest)
+	w.start("g1")
+	w.startDaemon()
+	d := usb(2, "1-1", "dead", "beef", "")
+	t0 := time.Now()
+	w.plug(d)
+	w.eventually("status lists the device as unassigned", 10*time.Second, func() bool {
+		why, ok := unassigned(w.status(), 1, 2)
+		return ok && why == "no rule matches"
+	})
+	time.Sleep(500 * time.Millisecond)
+	if n := w.countEvents(t0, func(ev virt.Event) bool { return ev.Kind == virt.EventDeviceAdded }); n != 0 || len(w.hostdevs("g1")) != 0 {
+		t.Fatal("an unwanted device was attached")
+	}
+	if out := w.cli("status"); !strings.Contains(out, "dead:beef") || !strings.Contains(out, "no rule matches") {
+		t.Fatalf("usbctl status does not show it:\n%s", out)
+	}
+}
+
+// 10. A hub with two devices behind it and port = "1-3.*": both devices
+// attached, the hub not.
+func TestHubPort(t *testing.T) {
+	w := newWorld(t, "g1")
+	w.writeConfig(`
+domain "g1" {
+  device "desk" { port = "1-3.*" }
+}
+`)
+	w.start("g1")
+	w.startDaemon()
+	hub := umockdev.USBDevice{Bus: 1, Dev: 2, Port: "1-3", Vendor: "05e3", Product: "0610", Class: "09", ProductName: "USB2.0 Hub", Interfaces: []string{"090000"}}
+	w.plug(hub)
+	a, b := usb(3, "1-3.1", "046d", "c52b", ""), usb(4, "1-3.2", "0781", "5567", "S1")
+	w.plugTimed("g1", a)
+	w.plugTimed("g1", b)
+	time.Sleep(500 * time.Millisecond)
+	if w.has("g1", alias(hub)) {
+		t.Fatal("the hub was attached")
+	}
+	// The hub sits on port 1-3 itself, not behind it: no rule matches it.
+	if _, ok := unassigned(w.status(), 1, 2); !ok {
+		t.Fatal("status should list the hub as staying on the host")
+	}
+}
+
+// 11. A broken config sent with reload: rejected with diagnostics in
+// status, and the old rules keep working.
+func TestBrokenReload(t *testing.T) {
+	w := newWorld(t, "g1")
+	w.writeConfig(oneGuest)
+	w.start("g1")
+	w.startDaemon()
+	w.writeConfig(`
+domain "g1" {
+  device "receiver" { ids = ["046d:c52"] }
+  bogus = 1
+}
+`)
+	out, code := w.cliCode("reload")
+	if code != 1 || !strings.Contains(out, "reload rejected") || !strings.Contains(out, "usbctl.hcl:3") {
+		t.Fatalf("usbctl reload of a broken config: exit %d\n%s", code, out)
+	}
+	st := w.status()
+	if st.Config.Rejected == nil || len(st.Config.Rejected.Diagnostics) < 2 {
+		t.Fatalf("status should show the rejected reload with both errors: %+v", st.Config)
+	}
+	if out := w.cli("status"); !strings.Contains(out, "RELOAD REJECTED") {
+		t.Fatalf("usbctl status does not show the rejection:\n%s", out)
+	}
+	// The old rules still place devices.
+	w.plugTimed("g1", usb(2, "1-1", "046d", "c52b", ""))
+	// SIGHUP takes the same path.
+	w.d.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	if !w.has("g1", "ua-usbctl-001-002") {
+		t.Fatal("a rejected SIGHUP reload disturbed the guest")
+	}
+}
