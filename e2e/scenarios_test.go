@@ -279,7 +279,9 @@ domain "g2" {
 	if hs := w.hostdevs("g2"); len(hs) != 0 {
 		t.Fatalf("device attached elsewhere: %v", hs)
 	}
-	if n := w.countEvents(t0, func(ev virt.Event) bool { return ev.Kind == virt.EventDeviceAdded || ev.Kind == virt.EventDeviceRemoved }); n != 0 {
+	if n := w.countEvents(t0, func(ev virt.Event) bool {
+		return ev.Kind == virt.EventDeviceAdded || ev.Kind == virt.EventDeviceRemoved
+	}); n != 0 {
 		t.Fatalf("%d device events, want none", n)
 	}
 	st := w.status()

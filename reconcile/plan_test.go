@@ -131,7 +131,7 @@ func TestPlanTable(t *testing.T) {
 			name: "extreme priorities compare without overflow",
 			rules: Rules{Domains: []DomainRules{
 				dom("low", -(1<<63 - 1), ModeAllow, idm("rx", "046d:c52b")),
-				dom("high", 1<<63 - 1, ModeAllow, idm("rx", "046d:c52b")),
+				dom("high", 1<<63-1, ModeAllow, idm("rx", "046d:c52b")),
 			}},
 			obs:  Observed{Devices: []Device{receiver}, Domains: []Domain{run("low"), run("high")}},
 			want: []string{"attach high 001:002"},
