@@ -44,5 +44,16 @@ test-e2e:
 fuzz-smoke:
 	@bash scripts/fuzz-smoke.sh $(FUZZTIME)
 
+# The README's first command: the sandbox, the real usbctld and an example
+# config; devices and guests come and go, usbctl status after each step.
+demo: deps build
+	$(GO) build -tags umockdev -o $(BIN)/usbctl-demo ./internal/demo
+	@bash scripts/umockdev-exec $(BIN)/usbctl-demo -bin $(BIN)
+
+# The sandbox alone (libvirtd, guests gaming and work), for work by hand.
+sandbox: deps build
+	$(GO) build -tags umockdev -o $(BIN)/usbctl-demo ./internal/demo
+	@bash scripts/umockdev-exec $(BIN)/usbctl-demo -bin $(BIN) -hold
+
 clean:
 	rm -rf $(BIN)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every Go fuzz target in the cgo-free packages for a short time ($1,
+# Runs every Go fuzz target of the module for a short time ($1,
 # default 5s) on top of its committed corpus. `go test -fuzz` takes one target
 # at a time, so list them and loop.
 set -euo pipefail

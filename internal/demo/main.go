@@ -1,0 +1,298 @@
+//go:build umockdev
+
+// Command demo shows usbctl on a machine with no USB hardware and no
+// libvirt set up: it starts the sandbox (a real libvirtd, small QEMU guests,
+// fake USB devices through umockdev), runs the real usbctld with an example
+// config, then plugs and unplugs devices and starts and stops guests,
+// printing `usbctl status` after each step. make demo builds and runs it
+// through scripts/umockdev-exec; make sandbox runs it with -hold, which
+// starts the sandbox and waits, for experiments by hand.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/usbctl/usbctl/controller/api"
+	"github.com/usbctl/usbctl/internal/sandbox"
+	"github.com/usbctl/usbctl/internal/umockdev"
+)
+
+const demoConfig = `# The demo's config: two VMs, a host keyboard no VM may take.
+domain "gaming" {
+  priority = 10
+  # The wireless keyboard/mouse receiver and a gamepad.
+  device "receiver" { ids = ["046d:c52b"] }
+  device "gamepad"  { ids = ["045e:028e"] }
+}
+
+domain "work" {
+  # This YubiKey, by serial, wherever it is plugged in.
+  device "yubikey" { serial = "7654321" }
+  # Everything plugged into the desk hub on port 1-4.
+  device "desk-hub" { port = "1-4.*" }
+}
+
+# The host's own keyboard never leaves the host.
+exclude "host-keyboard" {
+  ids = ["04d9:0006"]
+}
+`
+
+type demo struct {
+	sb      *sandbox.Sandbox
+	dir     string
+	bin     string
+	sock    string
+	usbctld *exec.Cmd
+	exited  chan struct{}
+	out     io.Writer
+	step    int
+}
+
+func main() {
+	bin := flag.String("bin", "bin", "directory with the usbctl and usbctld binaries")
+	hold := flag.Bool("hold", false, "start the sandbox with a guest, print how to use it, and wait for ^C")
+	flag.Parse()
+	if err := run(*bin, *hold); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin string, hold bool) error {
+	if os.Getenv("LD_PRELOAD") == "" {
+		return errors.New("run me through scripts/umockdev-exec (make demo does)")
+	}
+	bin, _ = filepath.Abs(bin)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dir, err := os.MkdirTemp("", "usbctl-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	d := &demo{dir: dir, bin: bin, sock: filepath.Join(dir, "usbctl.sock"), out: os.Stdout}
+	fmt.Println("== starting the sandbox: a real libvirtd in its own mount namespace, fake USB bus 1")
+	t0 := time.Now()
+	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: filepath.Join(dir, "sandbox")})
+	if err != nil {
+		return err
+	}
+	d.sb = sb
+	defer func() {
+		d.stopDaemon()
+		fmt.Println("== cleaning up: guests destroyed, libvirtd stopped, fake devices removed")
+		sb.Close()
+	}()
+	fmt.Printf("   libvirtd up in %v at %s\n", time.Since(t0).Round(time.Millisecond), sb.URI())
+	for _, g := range []string{"gaming", "work"} {
+		if err := sb.DefineGuest(g, sandbox.GuestOptions{}); err != nil {
+			return err
+		}
+	}
+	if hold {
+		return d.hold(ctx)
+	}
+	return d.story(ctx)
+}
+
+func (d *demo) hold(ctx context.Context) error {
+	fmt.Printf(`
+The sandbox is up with guests "gaming" and "work" defined (not started).
+In another shell (as root):
+  virsh -c '%s' list --all
+This process owns the fake devices; it stays until ^C.
+`, d.sb.URI())
+	<-ctx.Done()
+	return nil
+}
+
+func dev(n int, port, id, serial, mfr, name string, ifaces ...string) umockdev.USBDevice {
+	v, p, _ := strings.Cut(id, ":")
+	return umockdev.USBDevice{Bus: 1, Dev: n, Port: port, Vendor: v, Product: p, Serial: serial, Manufacturer: mfr, ProductName: name, Interfaces: ifaces}
+}
+
+func (d *demo) story(ctx context.Context) error {
+	keyboard := dev(2, "1-2", "04d9:0006", "", "Holtek", "USB Keyboard", "030101")
+	receiver := dev(3, "1-1", "046d:c52b", "", "Logitech", "USB Receiver", "030101", "030102")
+	hub := umockdev.USBDevice{Bus: 1, Dev: 4, Port: "1-4", Vendor: "05e3", Product: "0610", Class: "09", Manufacturer: "GenesysLogic", ProductName: "USB2.0 Hub", Interfaces: []string{"090000"}}
+	yubi := dev(5, "1-4.1", "1050:0407", "7654321", "Yubico", "YubiKey OTP+FIDO+CCID", "030101", "0b0000")
+	stick := dev(6, "1-4.2", "0781:5567", "4C530001", "SanDisk", "Cruzer Blade", "080650")
+
+	// Relative to the daemon's directory, so rules read "usbctl.hcl:5".
+	cfg := "usbctl.hcl"
+	if err := os.WriteFile(filepath.Join(d.dir, cfg), []byte(demoConfig), 0o644); err != nil {
+		return err
+	}
+	d.say("The config, usbctl.hcl:\n\n%s", indent(demoConfig))
+	if out, err := d.cli(false, "check", filepath.Join(d.dir, cfg)); err != nil {
+		return fmt.Errorf("usbctl check: %v\n%s", err, out)
+	}
+
+	d.plug(keyboard)
+	if err := d.startDaemon(cfg); err != nil {
+		return err
+	}
+	d.status("usbctld is running. Both VMs are shut off; the host keyboard is plugged in and excluded.")
+
+	d.must(d.sb.StartGuest("gaming"))
+	d.plug(receiver)
+	d.settle("gaming", 1)
+	d.status("Started VM gaming, then plugged the Logitech receiver: it went to gaming.")
+
+	d.plug(hub)
+	d.plug(yubi)
+	d.plug(stick)
+	time.Sleep(300 * time.Millisecond)
+	d.status("Plugged a desk hub on port 1-4 with a YubiKey and a USB stick: work wants them, but work is not running.")
+
+	d.must(d.sb.StartGuest("work"))
+	d.settle("work", 2)
+	d.status("Started VM work: the YubiKey and the stick behind the hub followed it; the hub itself stays on the host.")
+
+	d.must(d.sb.Unplug(stick))
+	d.settle("work", 1)
+	d.status("Unplugged the USB stick: detached from work.")
+
+	d.must(d.sb.DestroyGuest("gaming"))
+	time.Sleep(500 * time.Millisecond)
+	d.status("Shut VM gaming down: its receiver is back on the host, waiting for gaming.")
+
+	d.must(d.sb.StartGuest("gaming"))
+	d.settle("gaming", 1)
+	d.status("Started VM gaming again: the receiver followed it.")
+
+	d.say("virsh (an independent client) agrees — USB hostdevs in the live XML:")
+	for _, g := range []string{"gaming", "work"} {
+		x, _ := d.sb.Virsh("dumpxml", g)
+		fmt.Fprintf(d.out, "   %-7s %s\n", g, strings.Join(regexp.MustCompile(`ua-usbctl-\d+-\d+`).FindAllString(x, -1), " "))
+	}
+	fmt.Fprintln(d.out)
+	d.say("usbctl devices — the host's USB tree as udev shows it:")
+	out, _ := d.cli(true, "devices")
+	fmt.Fprintln(d.out, indent(out))
+	d.say("Done. Stopping usbctld leaves devices attached (a restart must not disturb guests); usbctld --release-on-stop gives them back.")
+	return nil
+}
+
+func (d *demo) must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		d.stopDaemon()
+		d.sb.Close()
+		os.Exit(1)
+	}
+}
+
+func (d *demo) plug(u umockdev.USBDevice) { d.must(d.sb.Plug(u)) }
+
+// settle waits until dom holds n of our hostdevs (virsh), at most 20 s.
+func (d *demo) settle(dom string, n int) {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		x, err := d.sb.Virsh("dumpxml", dom)
+		if err == nil && strings.Count(x, "<alias name='ua-usbctl-") == n {
+			time.Sleep(100 * time.Millisecond)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.must(fmt.Errorf("%s did not reach %d usbctl devices within 20 s", dom, n))
+}
+
+func (d *demo) say(format string, a ...any) {
+	fmt.Fprintf(d.out, "\n== "+format+"\n", a...)
+}
+
+func (d *demo) status(what string) {
+	d.step++
+	d.say("step %d: %s\n\n$ usbctl status", d.step, what)
+	out, err := d.cli(false, "status")
+	fmt.Fprintln(d.out, indent(out))
+	if err != nil {
+		d.must(fmt.Errorf("usbctl status: %v", err))
+	}
+}
+
+// cli runs usbctl; withDevices gives it the fake devices (usbctl devices
+// reads udev itself).
+func (d *demo) cli(withDevices bool, args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(d.bin, "usbctl"), append([]string{"--socket", d.sock}, args...)...)
+	cmd.Env = cleanEnv()
+	if withDevices {
+		cmd.Env = append(cmd.Env, d.sb.Env()...)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (d *demo) startDaemon(cfg string) error {
+	logf, err := os.Create(filepath.Join(d.dir, "usbctld.log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(d.bin, "usbctld"), "--config", cfg, "--uri", d.sb.URI(), "--socket", d.sock)
+	cmd.Env = append(cleanEnv(), d.sb.Env()...)
+	cmd.Dir = d.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	d.usbctld, d.exited = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(d.exited) }()
+	c := &api.Client{Socket: d.sock}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, err := c.Status(context.Background()); err == nil && st.Ready {
+			return nil
+		}
+		select {
+		case <-d.exited:
+			b, _ := os.ReadFile(logf.Name())
+			return fmt.Errorf("usbctld exited:\n%s", b)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return errors.New("usbctld not ready within 30 s")
+}
+
+func (d *demo) stopDaemon() {
+	if d.usbctld == nil {
+		return
+	}
+	_ = d.usbctld.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(10 * time.Second):
+		_ = d.usbctld.Process.Kill()
+		<-d.exited
+	}
+	d.usbctld = nil
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return "   " + strings.ReplaceAll(s, "\n", "\n   ")
+}
+
+func cleanEnv() []string {
+	var out []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "LD_PRELOAD=") && !strings.HasPrefix(e, "UMOCKDEV_DIR=") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
