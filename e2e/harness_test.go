@@ -321,10 +321,15 @@ func (d *daemon) stop(sig syscall.Signal) {
 // complete sync.
 func (w *world) startDaemon(extra ...string) {
 	w.t.Helper()
+	w.startDaemonAt(filepath.Join(w.dir, "usbctl.sock"), extra...)
+}
+
+// startDaemonAt is startDaemon with the control socket at sock.
+func (w *world) startDaemonAt(sock string, extra ...string) {
+	w.t.Helper()
 	if w.d != nil {
 		w.t.Fatal("a daemon is already running")
 	}
-	sock := filepath.Join(w.dir, "usbctl.sock")
 	logf := filepath.Join(w.dir, "usbctld.log")
 	f, err := os.OpenFile(logf, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

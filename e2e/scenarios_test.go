@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -111,12 +113,14 @@ domain "off" {
 		w.waitAttached("g1", alias(d))
 	}
 
-	// A guest that powers itself off (ACPI, 3 s after its boot sector
+	// A guest that powers itself off (ACPI, 5 s after its boot sector
 	// runs). The stick is plugged once the firmware is past its USB scan:
 	// SeaBIOS stalls for many seconds on a fake device it cannot talk to.
 	t0 := time.Now()
 	w.start("off")
-	time.Sleep(1500 * time.Millisecond)
+	if err := w.sb.WaitBootSector(t.Context(), "off"); err != nil {
+		t.Fatal(err)
+	}
 	w.plugTimed("off", stick)
 	w.waitEvent("off powered itself off", t0, func(ev virt.Event) bool {
 		return ev.Kind == virt.EventLifecycle && ev.Domain == "off" && strings.Contains(strings.ToLower(ev.Detail), "shutdown")
@@ -373,5 +377,116 @@ domain "g1" {
 	time.Sleep(300 * time.Millisecond)
 	if !w.has("g1", "ua-usbctl-001-002") {
 		t.Fatal("a rejected SIGHUP reload disturbed the guest")
+	}
+}
+
+// A device whose strings are hostile (XML metacharacters, an XML fragment
+// naming another device, terminal escapes, 4 KiB long): attached by exactly
+// its own bus/device, matched by its serial, and shown escaped by usbctl
+// status. Then usbctl snapshot of the live host replays through usbctl plan
+// --from to "nothing to do": the snapshot is the world usbctld acted on.
+func TestHostileDeviceAndSnapshot(t *testing.T) {
+	w := newWorld(t, "g1")
+	long := strings.Repeat("A<'\">&", 4096/6+1)[:4096]
+	nasty := "<hostdev>'\"&\x01\x1b]0;pwned\x07\x1b[2J\x7f" + long
+	w.writeConfig(`
+domain "g1" {
+  device "evil" { serial = "` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\x01", `\u0001`, "\x1b", `\u001b`, "\x07", `\u0007`, "\x7f", `\u007f`).Replace(nasty) + `" }
+}
+`)
+	w.start("g1")
+	w.startDaemon()
+	decoy := usb(2, "1-1", "dead", "beef", "")
+	w.plug(decoy)
+	d := umockdev.USBDevice{Bus: 1, Dev: 9, Port: "1-5", Vendor: "dead", Product: "beef", Serial: nasty, ProductName: nasty,
+		Manufacturer: "</source><address bus='1' device='2'/>", Interfaces: []string{"030101"}}
+	w.plugTimed("g1", d)
+	hs := w.hostdevs("g1")
+	if len(hs) != 1 || !strings.Contains(hs[0], "<address bus='1' device='9'/>") || strings.Contains(hs[0], "device='2'") {
+		t.Fatalf("live XML should hold exactly bus 1 device 9:\n%v", hs)
+	}
+	out := w.cli("status")
+	// Escaped means Go-quoted: the name cell starts with the quote.
+	if strings.ContainsAny(out, "\x1b\x07\x01") || !strings.Contains(out, `"</source><address`) {
+		t.Fatalf("usbctl status printed hostile bytes raw:\n%q", out)
+	}
+
+	snap := w.dir + "/snap.json"
+	cmd := exec.Command(bins.usbctl, "snapshot", "--uri", w.sb.URI(), "-o", snap)
+	cmd.Env = append(cleanEnv(), w.sb.Env()...) // udev through the testbed
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("usbctl snapshot: %v\n%s", err, b)
+	}
+	plan, code := w.cliCode("plan", "--config", w.cfg, "--from", snap)
+	if code != 0 || !strings.Contains(plan, "ACTIONS: none") || !strings.Contains(plan, `matched domain "g1" device "evil"`) {
+		t.Fatalf("plan of the live snapshot should be converged: exit %d\n%s", code, plan)
+	}
+	b, err := os.ReadFile(snap)
+	if err != nil || !strings.Contains(string(b), `"alias": "ua-usbctl-001-009"`) {
+		t.Fatalf("snapshot lacks the hostdev: %v\n%.2000s", err, b)
+	}
+}
+
+// The control socket with real users: a member of --socket-group reads
+// status but cannot reload; any other unprivileged user cannot connect.
+func TestSocketAccess(t *testing.T) {
+	const group, member, other = "usbctl-e2e", "usbctl-e2e-in", "usbctl-e2e-out"
+	sh := func(args ...string) {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil && !strings.Contains(string(out), "already exists") {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	sh("groupadd", "-f", group)
+	sh("useradd", "-M", "-N", "-g", "nogroup", "-G", group, "-s", "/usr/sbin/nologin", member)
+	sh("useradd", "-M", "-N", "-g", "nogroup", "-s", "/usr/sbin/nologin", other)
+	t.Cleanup(func() {
+		exec.Command("userdel", member).Run()
+		exec.Command("userdel", other).Run()
+		exec.Command("groupdel", group).Run()
+	})
+	// A directory others may traverse (the test's temp dirs are 0700), with
+	// a copy of the CLI they may run.
+	pub, err := os.MkdirTemp("/run", "usbctl-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(pub) })
+	os.Chmod(pub, 0o755)
+	cli := pub + "/usbctl"
+	if b, err := os.ReadFile(bins.usbctl); err != nil || os.WriteFile(cli, b, 0o755) != nil {
+		t.Fatal("copy usbctl", err)
+	}
+
+	w := newWorld(t, "g1")
+	w.writeConfig(oneGuest)
+	sock := pub + "/usbctl.sock"
+	w.startDaemonAt(sock, "--socket-group", group)
+	st, err := os.Stat(sock)
+	if err != nil || st.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode: %v %v, want 0660", st.Mode(), err)
+	}
+	as := func(user string, args ...string) (string, int) {
+		cmd := exec.Command("setpriv", append([]string{"--reuid=" + user, "--regid=nogroup", "--init-groups", "--", cli, "--socket", sock}, args...)...)
+		cmd.Env = cleanEnv()
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("setpriv: %v\n%s", err, out)
+		}
+		return string(out), code
+	}
+	if out, code := as(member, "status"); code != 0 || !strings.Contains(out, "ready") {
+		t.Fatalf("group member reading status: exit %d\n%s", code, out)
+	}
+	if out, code := as(member, "reload"); code == 0 || !strings.Contains(out, "reload needs root") {
+		t.Fatalf("group member reloading: exit %d, want refusal\n%s", code, out)
+	}
+	if out, code := as(other, "status"); code == 0 || !strings.Contains(out, "permission denied") {
+		t.Fatalf("non-member reading status: exit %d, want permission denied\n%s", code, out)
+	}
+	if !strings.Contains(w.d.logText(), "reload refused") {
+		t.Fatal("the refused reload was not logged")
 	}
 }

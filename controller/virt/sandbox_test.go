@@ -206,6 +206,11 @@ func TestAgainstLibvirtd(t *testing.T) {
 		if err := sb.StartGuest("off"); err != nil {
 			t.Fatal(err)
 		}
+		// Firmware is slow under TCG on a busy machine; the power-off
+		// comes 5 s after the boot sector starts.
+		if err := sb.WaitBootSector(ctx, "off"); err != nil {
+			t.Fatal(err)
+		}
 		evs.wait(t, "powered itself off (Stopped Shutdown)", lifecycle("off", "Shutdown"))
 	})
 

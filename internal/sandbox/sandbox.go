@@ -207,14 +207,23 @@ exec /usr/bin/qemu-system-x86_64 "$@"
 	return writeBootSector(s.path("images", "poweroff.img"))
 }
 
-// writeBootSector writes a disk whose boot sector waits 3 s (INT 15h,
-// AH=86h) and then powers the machine off through ACPI (SLP_EN written to
-// PM1a_CNT at 0x604 on q35): a guest that shuts itself down, without an OS.
+// bootMarker is what the power-off guest's boot sector writes to its
+// serial port when it starts running: the firmware is done by then.
+const bootMarker = "@@"
+
+// writeBootSector writes a disk whose boot sector writes bootMarker to COM1,
+// waits 5 s (INT 15h, AH=86h) and then powers the machine off through ACPI
+// (SLP_EN written to PM1a_CNT at 0x604 on q35): a guest that shuts itself
+// down, without an OS.
 func writeBootSector(path string) error {
 	code := []byte{
+		0xBA, 0xF8, 0x03, // mov dx, 0x3F8 (COM1)
+		0xB0, '@', // mov al, '@'
+		0xEE,       // out dx, al
+		0xEE,       // out dx, al
 		0xB4, 0x86, // mov ah, 0x86
-		0xB9, 0x2D, 0x00, // mov cx, 0x002D
-		0xBA, 0xC0, 0xC6, // mov dx, 0xC6C0  (cx:dx = 3,000,000 µs)
+		0xB9, 0x4C, 0x00, // mov cx, 0x004C
+		0xBA, 0x40, 0x4B, // mov dx, 0x4B40  (cx:dx = 5,000,000 µs)
 		0xCD, 0x15, // int 0x15
 		0xBA, 0x04, 0x06, // mov dx, 0x604
 		0xB8, 0x00, 0x20, // mov ax, 0x2000
@@ -340,7 +349,8 @@ func (s *Sandbox) Virsh(args ...string) (string, error) {
 
 // GuestOptions shape a test guest.
 type GuestOptions struct {
-	// PowerOffAfter boots a disk that powers the guest off after ~3 s.
+	// PowerOff boots a disk that powers the guest off 5 s after its boot
+	// sector starts (see WaitBootSector).
 	PowerOff bool
 }
 
@@ -349,7 +359,8 @@ type GuestOptions struct {
 func (s *Sandbox) DefineGuest(name string, opt GuestOptions) error {
 	disk := ""
 	if opt.PowerOff {
-		disk = fmt.Sprintf(`<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/><target dev='sda' bus='sata'/></disk>`, s.path("images", "poweroff.img"))
+		disk = fmt.Sprintf(`<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/><target dev='sda' bus='sata'/></disk>
+    <serial type='file'><source path='%s'/><target port='0'/></serial>`, s.path("images", "poweroff.img"), s.serialPath(name))
 	}
 	x := fmt.Sprintf(`<domain type='qemu'>
   <name>%s</name>
@@ -373,8 +384,34 @@ func (s *Sandbox) DefineGuest(name string, opt GuestOptions) error {
 	return err
 }
 
-// StartGuest starts a defined guest.
-func (s *Sandbox) StartGuest(name string) error { _, err := s.Virsh("start", name); return err }
+func (s *Sandbox) serialPath(name string) string { return s.path("log", name+".serial") }
+
+// WaitBootSector waits until a PowerOff guest's boot sector runs (it then
+// powers off 5 s later). Firmware is done with USB by then: SeaBIOS stalls
+// for many seconds on a fake device it finds while it scans.
+func (s *Sandbox) WaitBootSector(ctx context.Context, name string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(s.serialPath(name)); err == nil && bytes.Contains(b, []byte(bootMarker)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("sandbox: guest %s: boot sector did not run within 60 s", name)
+}
+
+// StartGuest starts a defined guest. The serial log of a PowerOff guest is
+// removed first, so WaitBootSector sees only this boot.
+func (s *Sandbox) StartGuest(name string) error {
+	os.Remove(s.serialPath(name))
+	_, err := s.Virsh("start", name)
+	return err
+}
+
 
 // DestroyGuest stops a guest at once (virsh destroy).
 func (s *Sandbox) DestroyGuest(name string) error { _, err := s.Virsh("destroy", name); return err }
