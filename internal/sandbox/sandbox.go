@@ -412,7 +412,6 @@ func (s *Sandbox) StartGuest(name string) error {
 	return err
 }
 
-
 // DestroyGuest stops a guest at once (virsh destroy).
 func (s *Sandbox) DestroyGuest(name string) error { _, err := s.Virsh("destroy", name); return err }
 
