@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -15,7 +18,11 @@ import (
 )
 
 func newStatusCmd(sock *socketFlag) *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON   bool
+		watch    bool
+		interval time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "What is attached where and why, what is pending or failing",
@@ -26,6 +33,9 @@ with their last error and next retry, conflicts, devices no rule gives to a
 running domain and why, and the config in force (and a rejected reload).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if watch {
+				return watchStatus(cmd.Context(), cmd.OutOrStdout(), sock.client(), interval, isTerminal(cmd.OutOrStdout()))
+			}
 			st, err := sock.client().Status(cmd.Context())
 			if err != nil {
 				return err
@@ -39,7 +49,75 @@ running domain and why, and the config in force (and a rejected reload).`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw whenever something changes, until interrupted")
+	cmd.Flags().DurationVar(&interval, "interval", 500*time.Millisecond, "how often --watch asks usbctld")
 	return cmd
+}
+
+// statusGetter is what watchStatus needs from the daemon client.
+type statusGetter interface {
+	Status(ctx context.Context) (controller.Status, error)
+}
+
+// watchStatus redraws the status when what it shows changes (every sync
+// that changed something), and at least every 10 s so ages stay true. On a
+// terminal it redraws in place; otherwise it appends, with a separator,
+// so it can be logged. A daemon that goes away is reported and waited for.
+func watchStatus(ctx context.Context, w io.Writer, c statusGetter, every time.Duration, tty bool) error {
+	if every < 50*time.Millisecond {
+		every = 50 * time.Millisecond
+	}
+	var last string
+	var drawn time.Time
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		var buf bytes.Buffer
+		st, err := c.Status(ctx)
+		key := ""
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			fmt.Fprintf(&buf, "%s\nwaiting for usbctld...\n", err)
+			key = err.Error()
+		} else {
+			_ = printStatus(&buf, st, now, time.Local)
+			key = changeKey(st)
+		}
+		if key != last || now.Sub(drawn) >= 10*time.Second {
+			if tty {
+				fmt.Fprint(w, "\x1b[H\x1b[2J")
+			} else if !drawn.IsZero() {
+				fmt.Fprintf(w, "\n--- %s\n", now.Format("15:04:05"))
+			}
+			_, _ = w.Write(buf.Bytes())
+			last, drawn = key, now
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// changeKey is the status without what changes at every sync (times,
+// counters), so a quiet daemon is not redrawn.
+func changeKey(st controller.Status) string {
+	st.LastSync, st.LastSyncDuration, st.Syncs = time.Time{}, 0, 0
+	b, _ := json.Marshal(st)
+	return string(b)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // printStatus renders a status for people. now and loc are parameters so

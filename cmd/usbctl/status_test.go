@@ -137,3 +137,40 @@ func TestParentPort(t *testing.T) {
 		t.Error("portLess is not numeric")
 	}
 }
+
+type seqStatus struct {
+	n   int
+	sts []controller.Status
+}
+
+func (s *seqStatus) Status(ctx context.Context) (controller.Status, error) {
+	st := s.sts[min(s.n, len(s.sts)-1)]
+	s.n++
+	return st, nil
+}
+
+func TestWatchRedrawsOnChangeOnly(t *testing.T) {
+	now := time.Now()
+	a := sampleStatus(now)
+	a2 := a
+	a2.Syncs, a2.LastSync = 99, now.Add(time.Second) // a sync that changed nothing
+	b := a
+	b.Unassigned = nil // a device was placed
+	src := &seqStatus{sts: []controller.Status{a, a2, a2, b, b}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var buf bytes.Buffer
+	done := make(chan error)
+	go func() { done <- watchStatus(ctx, &buf, src, 50*time.Millisecond, false) }()
+	time.Sleep(400 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if n := strings.Count(out, "usbctld:  ready"); n != 2 {
+		t.Fatalf("drew %d times, want 2 (initial and the one change):\n%s", n, out)
+	}
+	if strings.Count(out, "\n--- ") != 1 {
+		t.Fatalf("non-terminal output should separate redraws:\n%s", out)
+	}
+}
