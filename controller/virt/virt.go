@@ -406,9 +406,40 @@ func (c *Conn) Attach(ctx context.Context, domain string, key reconcile.DeviceKe
 	if err != nil {
 		return err
 	}
-	return c.withDomain(domain, "attach "+key.Alias()+" to "+domain, func(d *libvirt.Domain) error {
-		return d.AttachDeviceFlags(doc, libvirt.DOMAIN_DEVICE_MODIFY_LIVE)
+	alias := key.Alias()
+	return c.withDomain(domain, "attach "+alias+" to "+domain, func(d *libvirt.Domain) error {
+		err := d.AttachDeviceFlags(doc, libvirt.DOMAIN_DEVICE_MODIFY_LIVE)
+		if err == nil || !isOrphan(err, alias) {
+			return err
+		}
+		// libvirtd died after QEMU's device_add and before it recorded
+		// the hostdev: QEMU has our device, libvirt's XML does not, and
+		// every attach fails as a duplicate until QEMU lets go of it.
+		// Only the monitor can reach it. The id is built from numbers
+		// (bus/device), so the command cannot carry anything else.
+		c.log.Warn("QEMU holds a usbctl device that libvirt lost track of (libvirtd restarted during an attach); removing it through the QEMU monitor and attaching again",
+			"domain", domain, "alias", alias)
+		cmd := fmt.Sprintf(`{"execute":"device_del","arguments":{"id":%q}}`, alias)
+		if _, merr := d.QemuMonitorCommand(cmd, libvirt.DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT); merr != nil {
+			return fmt.Errorf("%w; removing the orphan through the monitor failed too: %v", err, merr)
+		}
+		// USB devices go at once on device_del; give QEMU a moment
+		// before the retry all the same.
+		for i := 0; ; i++ {
+			err = d.AttachDeviceFlags(doc, libvirt.DOMAIN_DEVICE_MODIFY_LIVE)
+			if err == nil || !isOrphan(err, alias) || i == 20 {
+				return err
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
 	})
+}
+
+// isOrphan reports whether an attach failed because QEMU already has a
+// device with our alias as its id.
+func isOrphan(err error, alias string) bool {
+	var le libvirt.Error
+	return errors.As(err, &le) && strings.Contains(le.Message, "Duplicate device ID '"+alias+"'")
 }
 
 // Detach unplugs the hostdev with alias from the running domain. A hostdev
@@ -473,6 +504,12 @@ func classify(err error, what string) error {
 		}
 	}
 	if kind == nil {
+		if strings.Contains(msg, "No free USB ports") {
+			// The guest's USB controller is full (qemu-xhci has 4 ports
+			// by default). A detach may free one, so it stays retryable,
+			// but the user needs to know the fix.
+			return fmt.Errorf("%s: %s: give the guest more ports (<controller type='usb' model='qemu-xhci' ports='15'/>) or a usb-hub", what, msg)
+		}
 		return fmt.Errorf("%s: %s", what, msg)
 	}
 	return fmt.Errorf("%s: %s: %w", what, msg, kind)
