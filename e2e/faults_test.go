@@ -135,3 +135,47 @@ func TestFaultDaemonKilledMidSync(t *testing.T) {
 		w.killDaemon(syscall.SIGTERM)
 	}
 }
+
+// libvirtd hangs (SIGSTOP) while a device is plugged: usbctl status keeps
+// answering at once, the hung call ends when keepalive declares the
+// connection dead, status says so, and once libvirtd goes on the device is
+// attached.
+func TestFaultLibvirtdHangs(t *testing.T) {
+	w := newWorld(t, "g1")
+	w.writeConfig(oneGuest)
+	w.start("g1")
+	w.startDaemon()
+	if err := w.sb.SignalLibvirtd(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			w.sb.SignalLibvirtd(syscall.SIGCONT)
+		}
+	}()
+	d := usb(2, "1-1", "046d", "c52b", "")
+	w.plug(d)
+	var slowest time.Duration
+	sawDown := false
+	deadline := time.Now().Add(45 * time.Second)
+	for time.Now().Before(deadline) && !sawDown {
+		t0 := time.Now()
+		st := w.status()
+		slowest = max(slowest, time.Since(t0))
+		sawDown = !st.Hypervisor.Connected
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !sawDown {
+		t.Fatal("status never showed the hung libvirtd as disconnected")
+	}
+	if slowest > time.Second {
+		t.Fatalf("status took %v while libvirtd hung; it must never wait for libvirt", slowest)
+	}
+	t.Logf("status answered in at most %v while libvirtd hung", slowest.Round(time.Millisecond))
+	if err := w.sb.SignalLibvirtd(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	w.converged("g1", alias(d))
+}

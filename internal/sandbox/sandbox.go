@@ -314,6 +314,17 @@ exec libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
 // running.
 func (s *Sandbox) KillLibvirtd() error { return s.stopLibvirtd(syscall.SIGKILL) }
 
+// SignalLibvirtd sends sig to libvirtd: SIGSTOP makes it hang as a stuck
+// daemon would, SIGCONT lets it go on.
+func (s *Sandbox) SignalLibvirtd(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.libvirtd == nil {
+		return errors.New("sandbox: libvirtd is not running")
+	}
+	return s.libvirtd.Process.Signal(sig)
+}
+
 // StopLibvirtd stops libvirtd with SIGTERM and waits for it.
 func (s *Sandbox) StopLibvirtd() error { return s.stopLibvirtd(syscall.SIGTERM) }
 
@@ -326,6 +337,7 @@ func (s *Sandbox) stopLibvirtd(sig syscall.Signal) error {
 		return nil
 	}
 	_ = cmd.Process.Signal(sig)
+	_ = cmd.Process.Signal(syscall.SIGCONT) // in case it was stopped
 	select {
 	case <-exited:
 	case <-time.After(15 * time.Second):
