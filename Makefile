@@ -6,7 +6,7 @@ BIN      := bin
 GOFLAGS  ?=
 FUZZTIME ?= 5s
 
-.PHONY: all build deps test test-unit test-udev test-libvirt test-e2e fuzz-smoke vet bench sandbox demo clean
+.PHONY: all build deps test test-unit test-udev test-libvirt test-e2e test-package fuzz-smoke vet bench sandbox demo clean install uninstall deb
 
 all: build
 
@@ -17,7 +17,7 @@ deps:
 	@bash scripts/deps.sh
 
 # The README's test command. Every tier runs; a tier that cannot run fails.
-test: deps vet test-unit fuzz-smoke test-udev test-libvirt test-e2e
+test: deps vet test-unit fuzz-smoke test-udev test-libvirt test-e2e test-package
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -54,6 +54,21 @@ demo: deps build
 sandbox: deps build
 	$(GO) build -tags umockdev -o $(BIN)/usbctl-demo ./internal/demo
 	@bash scripts/umockdev-exec $(BIN)/usbctl-demo -bin $(BIN) -hold
+
+# System install, honouring PREFIX and DESTDIR (scripts/install.sh says what
+# goes where); a Debian package; their tests.
+install: build
+	bash scripts/install.sh install PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' BUILDDIR='$(CURDIR)/$(BIN)'
+
+uninstall:
+	bash scripts/install.sh uninstall PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)'
+
+deb:
+	bash scripts/deb.sh
+
+test-package:
+	bash scripts/install-test.sh
+	bash scripts/deb-test.sh
 
 clean:
 	rm -rf $(BIN)

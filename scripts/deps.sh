@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(gcc libc6-dev pkg-config libvirt-dev libudev-dev
       libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
-      umockdev libumockdev-dev util-linux procps)
+      umockdev libumockdev-dev util-linux procps
+      passwd dpkg-dev lintian groff-base)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

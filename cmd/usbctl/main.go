@@ -48,6 +48,8 @@ func newRootCmd() *cobra.Command {
 		newReloadCmd(sock),
 		newDevicesCmd(),
 		newSnapshotCmd(),
+		newImportCmd(),
+		newManCmd(),
 	)
 	return root
 }

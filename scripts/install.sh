@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Installs usbctl, or uninstalls it, from a built source tree.
+#
+#   make build && sudo scripts/install.sh                 # into /usr/local
+#   sudo scripts/install.sh uninstall
+#   scripts/install.sh PREFIX=/usr DESTDIR="$pkgdir"      # for a package
+#
+# Settings, as VAR=value arguments or environment variables:
+#   PREFIX      /usr/local    binaries in PREFIX/bin, man pages, completions
+#                             and docs under PREFIX/share
+#   DESTDIR     (empty)       staging root prepended to every path
+#   SYSCONFDIR  /etc          usbctl reads SYSCONFDIR/usbctl (built in: /etc)
+#   UNITDIR     /lib/systemd/system when PREFIX=/usr, else PREFIX/lib/systemd/system
+#   BUILDDIR    bin           where `go build -o bin/ ./cmd/...` put usbctl and usbctld
+#
+# The configuration is never overwritten: if SYSCONFDIR/usbctl/usbctl.hcl
+# exists and differs, the shipped one is installed next to it as
+# usbctl.hcl.new. Uninstall removes the configuration only if it is still the
+# shipped one, and conf.d only if it is empty.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+action=install
+for arg in "$@"; do
+	case $arg in
+	install | uninstall) action=$arg ;;
+	PREFIX=* | DESTDIR=* | SYSCONFDIR=* | UNITDIR=* | BUILDDIR=*) export "${arg?}" ;;
+	-h | --help)
+		sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+		exit 0
+		;;
+	*)
+		echo "install.sh: unknown argument $arg (want install, uninstall or VAR=value; --help)" >&2
+		exit 2
+		;;
+	esac
+done
+
+PREFIX=${PREFIX:-/usr/local}
+PREFIX=${PREFIX%/}
+DESTDIR=${DESTDIR:-}
+DESTDIR=${DESTDIR%/}
+SYSCONFDIR=${SYSCONFDIR:-/etc}
+BUILDDIR=${BUILDDIR:-$root/bin}
+if [[ -z ${UNITDIR:-} ]]; then
+	if [[ $PREFIX == /usr ]]; then
+		UNITDIR=/lib/systemd/system
+	else
+		UNITDIR=$PREFIX/lib/systemd/system
+	fi
+fi
+case $PREFIX in /*) ;; *)
+	echo "install.sh: PREFIX must be an absolute path, not $PREFIX" >&2
+	exit 2
+	;;
+esac
+
+bindir=$PREFIX/bin
+mandir=$PREFIX/share/man
+docdir=$PREFIX/share/doc/usbctl
+bashcomp=$PREFIX/share/bash-completion/completions/usbctl
+zshcomp=$PREFIX/share/zsh/site-functions/_usbctl
+fishcomp=$PREFIX/share/fish/vendor_completions.d/usbctl.fish
+confdir=$SYSCONFDIR/usbctl
+D=$DESTDIR
+
+say() { printf '%s\n' "$*"; }
+die() {
+	printf 'install.sh: %s\n' "$*" >&2
+	exit 1
+}
+
+# systemd is managed only on the live system, never in a staging root.
+live_systemd() { [[ -z $D && -d /run/systemd/system && $(id -u) == 0 ]] && command -v systemctl >/dev/null; }
+
+do_install() {
+	local f
+	for f in usbctl usbctld; do
+		[[ -x $BUILDDIR/$f ]] || die "$BUILDDIR/$f is missing: build first (make build, or go build -o bin/ ./cmd/...)"
+	done
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+
+	# Generated from the built CLI: man pages and shell completions.
+	"$BUILDDIR/usbctl" man "$tmp/man1" || die "$BUILDDIR/usbctl man failed (a binary built for another machine?)"
+	"$BUILDDIR/usbctl" completion bash >"$tmp/usbctl.bash"
+	"$BUILDDIR/usbctl" completion zsh >"$tmp/_usbctl"
+	"$BUILDDIR/usbctl" completion fish >"$tmp/usbctl.fish"
+
+	# The unit, pointing at the installed daemon.
+	sed -e "s|^ExecStart=[^ ]*usbctld|ExecStart=$bindir/usbctld|" \
+		-e "s|^# systemd unit for usbctld\. Install as .*|# systemd unit for usbctld, installed as $UNITDIR/usbctld.service.|" \
+		"$root/examples/usbctld.service" >"$tmp/usbctld.service"
+	grep -q "^ExecStart=$bindir/usbctld\( \|\$\)" "$tmp/usbctld.service" ||
+		die "examples/usbctld.service has no ExecStart=.../usbctld line to point at $bindir/usbctld"
+
+	install -d -m 0755 "$D$bindir" "$D$UNITDIR" "$D$mandir/man1" "$D$mandir/man8" \
+		"$D${bashcomp%/*}" "$D${zshcomp%/*}" "$D${fishcomp%/*}" "$D$docdir/examples" \
+		"$D$confdir" "$D$confdir/conf.d"
+	install -m 0755 "$BUILDDIR/usbctl" "$BUILDDIR/usbctld" "$D$bindir/"
+	install -m 0644 "$tmp/usbctld.service" "$D$UNITDIR/usbctld.service"
+	install -m 0644 "$tmp"/man1/*.1 "$D$mandir/man1/"
+	install -m 0644 "$root/packaging/usbctld.8" "$D$mandir/man8/usbctld.8"
+	install -m 0644 "$tmp/usbctl.bash" "$D$bashcomp"
+	install -m 0644 "$tmp/_usbctl" "$D$zshcomp"
+	install -m 0644 "$tmp/usbctl.fish" "$D$fishcomp"
+	for f in "$root/README.md" "$root"/docs/*.md; do
+		if [[ -f $f ]]; then install -m 0644 "$f" "$D$docdir/"; fi
+	done
+	install -m 0644 "$root"/examples/*.hcl "$D$docdir/examples/"
+
+	local conf=$D$confdir/usbctl.hcl
+	if [[ ! -e $conf ]]; then
+		install -m 0644 "$root/examples/usbctl.hcl" "$conf"
+	elif cmp -s "$root/examples/usbctl.hcl" "$conf"; then
+		rm -f "$conf.new"
+	else
+		install -m 0644 "$root/examples/usbctl.hcl" "$conf.new"
+		say "kept $conf (changed); the shipped one is $conf.new"
+	fi
+
+	say "installed usbctl: PREFIX=$PREFIX${D:+ DESTDIR=$D}"
+	if live_systemd; then
+		systemctl daemon-reload
+		say "start it, now and at boot: systemctl enable --now usbctld"
+	fi
+}
+
+do_uninstall() {
+	if live_systemd && systemctl cat usbctld.service >/dev/null 2>&1; then
+		systemctl disable --now usbctld.service || true
+	fi
+	rm -f "$D$bindir/usbctl" "$D$bindir/usbctld" "$D$UNITDIR/usbctld.service" \
+		"$D$mandir"/man1/usbctl.1 "$D$mandir"/man1/usbctl.1.gz \
+		"$D$mandir"/man1/usbctl-*.1 "$D$mandir"/man1/usbctl-*.1.gz \
+		"$D$mandir/man8/usbctld.8" "$D$mandir/man8/usbctld.8.gz" \
+		"$D$bashcomp" "$D$zshcomp" "$D$fishcomp"
+	rm -rf "$D$docdir"
+
+	local conf=$D$confdir/usbctl.hcl
+	rm -f "$conf.new"
+	if [[ -e $conf ]]; then
+		if cmp -s "$root/examples/usbctl.hcl" "$conf"; then
+			rm -f "$conf"
+		else
+			say "kept $conf: it was changed"
+		fi
+	fi
+	if [[ -d $D$confdir/conf.d ]]; then
+		rmdir "$D$confdir/conf.d" 2>/dev/null || say "kept $D$confdir/conf.d: it is not empty"
+	fi
+	if [[ -d $D$confdir ]]; then rmdir "$D$confdir" 2>/dev/null || true; fi
+
+	if live_systemd; then
+		systemctl daemon-reload
+	fi
+	say "uninstalled usbctl: PREFIX=$PREFIX${D:+ DESTDIR=$D}"
+}
+
+"do_$action"
