@@ -43,7 +43,8 @@ const (
 	Transient FailureClass = iota
 	// Permanent failures are not retried until something relevant
 	// changes: the device is replugged, the domain changes state, the
-	// config is reloaded or libvirt reconnects.
+	// config is reloaded or libvirt reconnects; and, in case the event
+	// that said so was lost, once per periodic resync.
 	Permanent
 	// DomainGone means the domain vanished or stopped: re-read it, and
 	// wait for it to change like a permanent failure.
@@ -73,7 +74,23 @@ type Options struct {
 	CallTimeout time.Duration
 	// Now is the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
+	// Observer is told of every sync and action (metrics); nil for none.
+	Observer Observer
 }
+
+// Observer is told what the loop does, as it does it. Calls come from the
+// loop goroutine and must not block.
+type Observer interface {
+	SyncDone(d time.Duration)
+	// ActionDone reports an attach or detach: err nil on success, else
+	// the failure and its class.
+	ActionDone(kind reconcile.ActionKind, err error, class FailureClass)
+}
+
+type noObserver struct{}
+
+func (noObserver) SyncDone(time.Duration)                               {}
+func (noObserver) ActionDone(reconcile.ActionKind, error, FailureClass) {}
 
 // actionID names an action across syncs, for backoff bookkeeping.
 type actionID struct {
@@ -134,6 +151,15 @@ type Controller struct {
 	syncs         uint64
 	started       time.Time
 
+	// reread (owned by the Run goroutine too) holds domains whose last
+	// read failed. They are read again at the next sync, but unlike
+	// staleDomains they are not news: a failed read must not count as a
+	// domain change, or every sync while libvirt is down (or a read keeps
+	// failing) would forget every permanent and disconnected failure and
+	// retry it at once, and the backoff would never grow past BackoffMin
+	// (found by TestModel).
+	reread map[string]bool
+
 	// rulesMu guards pending rules and config status, written by
 	// SetRules/RejectConfig from the reload path.
 	rulesMu      sync.Mutex
@@ -169,6 +195,9 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	if opt.Observer == nil {
+		opt.Observer = noObserver{}
+	}
 	c := &Controller{
 		opt:      opt,
 		log:      opt.Log,
@@ -179,6 +208,7 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 		failures: map[actionID]*failure{},
 		since:    map[string]time.Time{},
 		adopted:  map[string]bool{},
+		reread:   map[string]bool{},
 		config:   cs,
 	}
 	c.in.devices = map[string]reconcile.Device{}
@@ -339,6 +369,14 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-resync.C:
 			c.mu.Lock()
 			c.in.relistDevices, c.in.relistDomains = true, true
+			// A permanent failure waits for an event (the holder's
+			// device-removed, a lifecycle change). If that event was
+			// lost, the re-list shows the change but nothing would
+			// retry the action: "busy" stayed forever after, e.g., our
+			// own detach from the domain a device moves away from,
+			// whose device-removed event never came (found by
+			// TestModel). Give them one more try per resync.
+			c.in.clearAll = true
 			c.mu.Unlock()
 		case <-retry.C:
 		}
@@ -370,6 +408,7 @@ func (c *Controller) sync(ctx context.Context) time.Time {
 	obs.Domains = c.domainList()
 	c.syncs++
 	next := c.publish(start, obs, res, cfg)
+	c.opt.Observer.SyncDone(c.opt.Now().Sub(start))
 	return next
 }
 
@@ -432,12 +471,19 @@ func (c *Controller) observe(ctx context.Context) reconcile.Observed {
 			c.noteAdoptions(fresh)
 			c.domains = fresh
 			c.domainsListed = true
+			clear(c.reread)
 		}
 	} else {
-		names := make([]string, 0, len(stale))
+		names := make([]string, 0, len(stale)+len(c.reread))
 		for n := range stale {
 			names = append(names, n)
 		}
+		for n := range c.reread {
+			if !stale[n] {
+				names = append(names, n)
+			}
+		}
+		clear(c.reread)
 		sort.Strings(names)
 		for _, n := range names {
 			c.refreshDomain(ctx, n)
@@ -477,9 +523,7 @@ func (c *Controller) refreshDomain(ctx context.Context, name string) {
 		default:
 			// Keep the cached view and look again at the next sync.
 			c.log.Warn("read libvirt domain", "domain", name, "err", err)
-			c.mu.Lock()
-			c.in.staleDomains[name] = true
-			c.mu.Unlock()
+			c.reread[name] = true
 		}
 		return
 	}
@@ -552,6 +596,7 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 		}
 		err := c.do(ctx, a)
 		if err == nil {
+			c.opt.Observer.ActionDone(a.Kind, nil, Transient)
 			delete(c.failures, id)
 			c.log.Info(string(a.Kind), "domain", a.Domain, "alias", a.Alias, "device", a.Key.String(), "reason", a.Reason)
 			c.recordDone(a)
@@ -564,6 +609,7 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 		f.attempts++
 		f.lastErr = err.Error()
 		f.class = c.opt.Classify(err)
+		c.opt.Observer.ActionDone(a.Kind, err, f.class)
 		switch f.class {
 		case Transient, Disconnected:
 			f.next = now.Add(c.backoff(f.attempts))
