@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
@@ -24,6 +25,7 @@ import (
 	"github.com/usbctl/usbctl/config"
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/controller/api"
+	"github.com/usbctl/usbctl/controller/metrics"
 	"github.com/usbctl/usbctl/controller/virt"
 	"github.com/usbctl/usbctl/reconcile"
 	"github.com/usbctl/usbctl/udevsrc"
@@ -38,6 +40,7 @@ type options struct {
 	logFormat     string
 	releaseOnStop bool
 	resync        time.Duration
+	metricsAddr   string
 }
 
 type multiFlag []string
@@ -57,6 +60,7 @@ func main() {
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&o.releaseOnStop, "release-on-stop", false, "detach every device usbctld attached when it stops (default: leave guests undisturbed)")
 	fs.DurationVar(&o.resync, "resync", 5*time.Minute, "period of the full re-read of devices and domains")
+	fs.StringVar(&o.metricsAddr, "metrics-listen", "", "also serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9585); they are always on the control socket at /metrics")
 	_ = fs.Parse(os.Args[1:])
 	o.configs = cfgs
 	if len(o.configs) == 0 {
@@ -156,7 +160,9 @@ func run(log *slog.Logger, o options) error {
 	defer stop()
 
 	var ctl *controller.Controller
-	conn, err := virt.Open(ctx, virt.Options{URI: uri, Log: log.With("component", "libvirt"), OnEvent: func(ev virt.Event) {
+	// The connection outlives the signal: --release-on-stop detaches
+	// through it after SIGTERM. conn.Close ends it.
+	conn, err := virt.Open(context.WithoutCancel(ctx), virt.Options{URI: uri, Log: log.With("component", "libvirt"), OnEvent: func(ev virt.Event) {
 		switch ev.Kind {
 		case virt.EventConnected:
 			ctl.HypervisorConnected()
@@ -173,9 +179,10 @@ func run(log *slog.Logger, o options) error {
 	}
 	defer conn.Close()
 	src := udevsrc.New(log.With("component", "udev"))
+	met := metrics.New(func() controller.Status { return ctl.Status() })
 	ctl = controller.New(controller.Options{
 		Log: log.With("component", "controller"), Hypervisor: conn, Devices: src,
-		Classify: classify, URI: uri, Resync: o.resync,
+		Classify: classify, URI: uri, Resync: o.resync, Observer: met,
 	}, cfg.Rules, configStatus(cfg, time.Now()))
 
 	ln, err := api.Listen(o.socket, gid)
@@ -184,9 +191,28 @@ func run(log *slog.Logger, o options) error {
 	}
 	d := &backend{ctl: ctl, log: log, paths: o.configs}
 	srv := api.NewServer(d, log.With("component", "api"))
+	srv.SetMetrics(met.Handler())
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
+	if o.metricsAddr != "" {
+		mln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics listener %s: %w", o.metricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", met.Handler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			go func() { <-ctx.Done(); _ = msrv.Close() }()
+			if err := msrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics listener: %w", err)
+			}
+		}()
+		log.Info("serving metrics", "addr", mln.Addr().String())
+	}
 	wg.Add(3)
 	go func() { defer wg.Done(); errc <- ignoreCanceled(srv.Serve(ctx, ln)) }()
 	go func() {

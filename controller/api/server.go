@@ -87,7 +87,12 @@ type Server struct {
 	// mayChange decides whether a peer uid may reload; root only by
 	// default. Tests replace it to see a refusal while running as root.
 	mayChange func(uid uint32) bool
+	metrics   http.Handler
 }
+
+// SetMetrics serves h (Prometheus text format) at GET /metrics, for
+// whoever may read status. Call before Serve.
+func (s *Server) SetMetrics(h http.Handler) { s.metrics = h }
 
 // NewServer returns a server for b.
 func NewServer(b Backend, log *slog.Logger) *Server {
@@ -139,6 +144,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
+	if s.metrics != nil {
+		mux.Handle("GET /metrics", s.metrics)
+	}
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
 		p, _ := r.Context().Value(peerKey{}).(peer)
 		if !p.known || !s.mayChange(p.uid) {
