@@ -10,6 +10,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/controller/api"
@@ -436,3 +441,46 @@ func (w *world) writeFile(path, content string) {
 }
 
 func sandboxPowerOff() sandbox.GuestOptions { return sandbox.GuestOptions{PowerOff: true} }
+
+// metric scrapes GET /metrics on the daemon's control socket, parses it
+// with Prometheus' own parser and returns the value of the series of name
+// whose labels include labels.
+func (w *world) metric(name string, labels map[string]string) float64 {
+	w.t.Helper()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", w.d.sock)
+	}}}
+	resp, err := hc.Get("http://usbctld/metrics")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		w.t.Fatalf("metrics do not parse: %v", err)
+	}
+	f, ok := fams[name]
+	if !ok {
+		w.t.Fatalf("no metric %s", name)
+	}
+next:
+	for _, m := range f.Metric {
+		for _, lp := range m.Label {
+			if want, ok := labels[lp.GetName()]; ok && want != lp.GetValue() {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	w.t.Fatalf("no %s%v", name, labels)
+	return 0
+}

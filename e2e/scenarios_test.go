@@ -49,6 +49,13 @@ func TestPlugUnplug(t *testing.T) {
 	if hs := w.hostdevs("g1"); len(hs) != 0 {
 		t.Fatalf("hostdevs left after unplug: %v", hs)
 	}
+	// Metrics on the control socket count what happened.
+	if a, d := w.metric("usbctl_actions_total", map[string]string{"kind": "attach"}), w.metric("usbctl_actions_total", map[string]string{"kind": "detach"}); a != 5 || d != 5 {
+		t.Fatalf("metrics count %v attaches and %v detaches, want 5 and 5", a, d)
+	}
+	if n := w.metric("usbctl_sync_duration_seconds", nil); n < 10 {
+		t.Fatalf("sync histogram has %v samples, want at least one per plug and unplug", n)
+	}
 }
 
 // 2. A device present before the domain starts is attached after start.
@@ -488,5 +495,29 @@ func TestSocketAccess(t *testing.T) {
 	}
 	if !strings.Contains(w.d.logText(), "reload refused") {
 		t.Fatal("the refused reload was not logged")
+	}
+}
+
+// systemctl stop (SIGTERM) leaves attached devices in place by default, so
+// a restart or upgrade never disturbs a guest; --release-on-stop gives
+// them back.
+func TestStopKeepsOrReleases(t *testing.T) {
+	w := newWorld(t, "g1")
+	w.writeConfig(oneGuest)
+	w.start("g1")
+	d := usb(2, "1-1", "046d", "c52b", "")
+	w.plug(d)
+	w.startDaemon()
+	w.waitAttached("g1", alias(d))
+	w.killDaemon(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	if !w.has("g1", alias(d)) {
+		t.Fatal("a plain stop detached the device")
+	}
+	w.startDaemon("--release-on-stop")
+	logText := w.d.logText
+	w.killDaemon(syscall.SIGTERM)
+	if w.has("g1", alias(d)) {
+		t.Fatalf("--release-on-stop left the device attached; usbctld log:\n%s", logText())
 	}
 }
