@@ -112,15 +112,18 @@ type inputs struct {
 	// source gives no devpath). Device events update it directly: they
 	// carry the whole device, so re-reading udev would add nothing.
 	devices       map[string]reconcile.Device
-	listing       bool                  // a device re-list is under way
-	replay        []deviceEvent         // events seen while listing
-	relistDevices bool                  // re-enumerate udev at the next sync
-	relistDomains bool                  // re-list every domain at the next sync
-	staleDomains  map[string]bool       // domains to re-read at the next sync
-	changedKeys   []reconcile.DeviceKey // devices that came or went: clear their permanent failures
-	clearAll      bool                  // clear every permanent failure (reload, reconnect)
-	connected     bool
-	hvErr         string
+	listing       bool            // a device re-list is under way
+	replay        []deviceEvent   // events seen while listing
+	relistDevices bool            // re-enumerate udev at the next sync
+	relistDomains bool            // re-list every domain at the next sync
+	staleDomains  map[string]bool // domains to re-read at the next sync
+	// changedKeys are devices that came or went: clear their permanent
+	// failures. A set, so a storm of events on the same devices costs
+	// memory by device, not by event.
+	changedKeys map[reconcile.DeviceKey]struct{}
+	clearAll    bool // clear every permanent failure (reload, reconnect)
+	connected   bool
+	hvErr       string
 }
 
 type deviceEvent struct {
@@ -159,6 +162,9 @@ type Controller struct {
 	// retry it at once, and the backoff would never grow past BackoffMin
 	// (found by TestModel).
 	reread map[string]bool
+	// ownHostdevs marks domains whose cached Hostdevs slice this sync
+	// already copied (recordDone).
+	ownHostdevs map[string]bool
 
 	// rulesMu guards pending rules and config status, written by
 	// SetRules/RejectConfig from the reload path.
@@ -199,19 +205,21 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 		opt.Observer = noObserver{}
 	}
 	c := &Controller{
-		opt:      opt,
-		log:      opt.Log,
-		kick:     make(chan struct{}, 1),
-		ready:    make(chan struct{}),
-		rules:    rules,
-		domains:  map[string]reconcile.Domain{},
-		failures: map[actionID]*failure{},
-		since:    map[string]time.Time{},
-		adopted:  map[string]bool{},
-		reread:   map[string]bool{},
-		config:   cs,
+		opt:         opt,
+		log:         opt.Log,
+		kick:        make(chan struct{}, 1),
+		ready:       make(chan struct{}),
+		rules:       rules,
+		domains:     map[string]reconcile.Domain{},
+		failures:    map[actionID]*failure{},
+		since:       map[string]time.Time{},
+		adopted:     map[string]bool{},
+		reread:      map[string]bool{},
+		ownHostdevs: map[string]bool{},
+		config:      cs,
 	}
 	c.in.devices = map[string]reconcile.Device{}
+	c.in.changedKeys = map[reconcile.DeviceKey]struct{}{}
 	c.in.staleDomains = map[string]bool{}
 	c.in.relistDevices = true
 	c.in.relistDomains = true
@@ -247,16 +255,16 @@ func (in *inputs) applyDevice(ev deviceEvent) {
 		// A devpath that comes back with a new device number is a new
 		// device: its old key goes with the old entry.
 		if old, ok := in.devices[k]; ok && old.Key() != ev.dev.Key() {
-			in.changedKeys = append(in.changedKeys, old.Key())
+			in.changedKeys[old.Key()] = struct{}{}
 		}
 		in.devices[k] = ev.dev
 	} else {
 		if old, ok := in.devices[k]; ok {
-			in.changedKeys = append(in.changedKeys, old.Key())
+			in.changedKeys[old.Key()] = struct{}{}
 		}
 		delete(in.devices, k)
 	}
-	in.changedKeys = append(in.changedKeys, ev.dev.Key())
+	in.changedKeys[ev.dev.Key()] = struct{}{}
 	if in.listing {
 		in.replay = append(in.replay, ev)
 	}
@@ -424,8 +432,11 @@ func (c *Controller) observe(ctx context.Context) reconcile.Observed {
 		c.in.listing = true
 		c.in.replay = nil
 	}
-	changed := c.in.changedKeys
-	c.in.changedKeys = nil
+	changed := make([]reconcile.DeviceKey, 0, len(c.in.changedKeys))
+	for k := range c.in.changedKeys {
+		changed = append(changed, k)
+	}
+	clear(c.in.changedKeys)
 	clearAll := c.in.clearAll
 	c.in.clearAll = false
 	c.mu.Unlock()
@@ -585,6 +596,7 @@ func (c *Controller) domainList() []reconcile.Domain {
 // apply carries out the plan's actions in order. A failure is recorded and
 // never stops the other actions.
 func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
+	clear(c.ownHostdevs)
 	want := make(map[actionID]bool, len(res.Actions))
 	for _, a := range res.Actions {
 		id := actionID{kind: a.Kind, domain: a.Domain, key: a.Key}
@@ -660,7 +672,14 @@ func (c *Controller) recordDone(a reconcile.Action) {
 	if !ok {
 		return
 	}
-	hs := slices.Clone(d.Hostdevs)
+	// The cached slice may be shared with the last published status:
+	// copy it once per sync, not once per action (a burst of k attaches
+	// to one domain would cost k² otherwise).
+	hs := d.Hostdevs
+	if !c.ownHostdevs[a.Domain] {
+		hs = slices.Clone(hs)
+		c.ownHostdevs[a.Domain] = true
+	}
 	switch a.Kind {
 	case reconcile.Attach:
 		hs = append(hs, reconcile.Hostdev{Alias: a.Alias, Bus: a.Key.Bus, Dev: a.Key.Dev})

@@ -354,6 +354,7 @@ func TestRunBurst(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(rctx) }()
 	<-c.Ready()
+	before := c.Status().Syncs
 	const n = 1000
 	for i := range n {
 		c.DeviceAdded(dev(1+i/100, 2+i%100, "046d:c52b", fmt.Sprintf("%d-%d", 1+i/100, 1+i%100)))
@@ -375,9 +376,11 @@ func TestRunBurst(t *testing.T) {
 		}
 		seen[cl] = true
 	}
-	st := c.Status()
-	t.Logf("%d events, %d syncs", n, st.Syncs)
-	if st.Syncs >= n/2 {
-		t.Fatalf("%d syncs for %d events: events are not coalesced", st.Syncs, n)
+	syncs := c.Status().Syncs - before
+	t.Logf("%d events, %d syncs", n, syncs)
+	// Events only kick the loop, and kicks merge: a burst costs a few
+	// syncs, however many events it has (issue target: at most 10).
+	if syncs > 10 {
+		t.Fatalf("%d syncs for a burst of %d events, want at most 10: events are not coalesced", syncs, n)
 	}
 }
