@@ -18,7 +18,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/controller/api"
+	"github.com/usbctl/usbctl/controller/metrics"
 	"github.com/usbctl/usbctl/controller/virt"
 	"github.com/usbctl/usbctl/internal/sandbox"
 	"github.com/usbctl/usbctl/internal/umockdev"
@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 	}
 	// Build without the preload: the go tool does not need fake devices.
 	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/usbctld", "../cmd/usbctl")
-	build.Env = cleanEnv()
+	build.Env = sandbox.CleanEnv()
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build usbctld and usbctl:", err)
@@ -72,16 +72,6 @@ func TestMain(m *testing.M) {
 	latencies.mu.Unlock()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func cleanEnv() []string {
-	var out []string
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "LD_PRELOAD=") && !strings.HasPrefix(e, "UMOCKDEV_DIR=") {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 // world is one scenario's sandbox, guests, daemon and event watcher.
@@ -345,7 +335,7 @@ func (w *world) startDaemonAt(sock string, extra ...string) {
 	cmd := exec.Command(bins.usbctld, args...)
 	// usbctld sees the fake devices through libudev, as on a host it
 	// sees real ones: the preload and the testbed dir, nothing else.
-	cmd.Env = append(cleanEnv(), w.sb.Env()...)
+	cmd.Env = append(sandbox.CleanEnv(), w.sb.Env()...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
@@ -396,7 +386,7 @@ func (w *world) cli(args ...string) string {
 
 func (w *world) cliCode(args ...string) (string, int) {
 	cmd := exec.Command(bins.usbctl, append([]string{"--socket", w.d.sock}, args...)...)
-	cmd.Env = cleanEnv()
+	cmd.Env = sandbox.CleanEnv()
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -440,8 +430,6 @@ func (w *world) writeFile(path, content string) {
 	}
 }
 
-func sandboxPowerOff() sandbox.GuestOptions { return sandbox.GuestOptions{PowerOff: true} }
-
 // metric scrapes GET /metrics on the daemon's control socket, parses it
 // with Prometheus' own parser and returns the value of the series of name
 // whose labels include labels.
@@ -461,26 +449,9 @@ func (w *world) metric(name string, labels map[string]string) float64 {
 	if err != nil {
 		w.t.Fatalf("metrics do not parse: %v", err)
 	}
-	f, ok := fams[name]
+	v, ok := metrics.Value(fams, name, labels)
 	if !ok {
-		w.t.Fatalf("no metric %s", name)
+		w.t.Fatalf("no %s%v", name, labels)
 	}
-next:
-	for _, m := range f.Metric {
-		for _, lp := range m.Label {
-			if want, ok := labels[lp.GetName()]; ok && want != lp.GetValue() {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	w.t.Fatalf("no %s%v", name, labels)
-	return 0
+	return v
 }

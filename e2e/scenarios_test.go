@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/usbctl/usbctl/controller/virt"
+	"github.com/usbctl/usbctl/internal/sandbox"
 	"github.com/usbctl/usbctl/internal/umockdev"
 	"github.com/usbctl/usbctl/reconcile"
 )
@@ -78,7 +79,7 @@ func TestColdplug(t *testing.T) {
 // their devices in status; a restarted domain gets them back.
 func TestDomainStopsAndStarts(t *testing.T) {
 	w := newWorld(t, "g1")
-	if err := w.sb.DefineGuest("off", sandboxPowerOff()); err != nil {
+	if err := w.sb.DefineGuest("off", sandbox.GuestOptions{PowerOff: true}); err != nil {
 		t.Fatal(err)
 	}
 	w.writeConfig(oneGuest + `
@@ -420,7 +421,7 @@ domain "g1" {
 
 	snap := w.dir + "/snap.json"
 	cmd := exec.Command(bins.usbctl, "snapshot", "--uri", w.sb.URI(), "-o", snap)
-	cmd.Env = append(cleanEnv(), w.sb.Env()...) // udev through the testbed
+	cmd.Env = append(sandbox.CleanEnv(), w.sb.Env()...) // udev through the testbed
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("usbctl snapshot: %v\n%s", err, b)
 	}
@@ -474,7 +475,7 @@ func TestSocketAccess(t *testing.T) {
 	}
 	as := func(user string, args ...string) (string, int) {
 		cmd := exec.Command("setpriv", append([]string{"--reuid=" + user, "--regid=nogroup", "--init-groups", "--", cli, "--socket", sock}, args...)...)
-		cmd.Env = cleanEnv()
+		cmd.Env = sandbox.CleanEnv()
 		out, err := cmd.CombinedOutput()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {

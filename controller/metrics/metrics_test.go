@@ -35,28 +35,11 @@ func scrape(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
 
 func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
 	t.Helper()
-	f, ok := fams[name]
+	v, ok := Value(fams, name, labels)
 	if !ok {
-		t.Fatalf("no metric %s", name)
+		t.Fatalf("no %s with labels %v", name, labels)
 	}
-next:
-	for _, m := range f.Metric {
-		for _, lp := range m.Label {
-			if want, ok := labels[lp.GetName()]; ok && want != lp.GetValue() {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	t.Fatalf("no %s with labels %v", name, labels)
-	return 0
+	return v
 }
 
 func TestMetrics(t *testing.T) {

@@ -230,7 +230,7 @@ func (d *demo) status(what string) {
 // reads udev itself).
 func (d *demo) cli(withDevices bool, args ...string) (string, error) {
 	cmd := exec.Command(filepath.Join(d.bin, "usbctl"), append([]string{"--socket", d.sock}, args...)...)
-	cmd.Env = cleanEnv()
+	cmd.Env = sandbox.CleanEnv()
 	if withDevices {
 		cmd.Env = append(cmd.Env, d.sb.Env()...)
 	}
@@ -244,7 +244,7 @@ func (d *demo) startDaemon(cfg string) error {
 		return err
 	}
 	cmd := exec.Command(filepath.Join(d.bin, "usbctld"), "--config", cfg, "--uri", d.sb.URI(), "--socket", d.sock)
-	cmd.Env = append(cleanEnv(), d.sb.Env()...)
+	cmd.Env = append(sandbox.CleanEnv(), d.sb.Env()...)
 	cmd.Dir = d.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -285,14 +285,4 @@ func (d *demo) stopDaemon() {
 func indent(s string) string {
 	s = strings.TrimRight(s, "\n")
 	return "   " + strings.ReplaceAll(s, "\n", "\n   ")
-}
-
-func cleanEnv() []string {
-	var out []string
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "LD_PRELOAD=") && !strings.HasPrefix(e, "UMOCKDEV_DIR=") {
-			out = append(out, e)
-		}
-	}
-	return out
 }

@@ -239,9 +239,9 @@ func writeBootSector(path string) error {
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// cleanEnv is the environment without the umockdev preload: libvirtd dies
-// under it, and virsh does not need it.
-func cleanEnv() []string {
+// CleanEnv is the environment without the umockdev preload: libvirtd dies
+// under it, and virsh, the go tool and usbctl do not need it.
+func CleanEnv() []string {
 	var out []string
 	for _, e := range os.Environ() {
 		if strings.HasPrefix(e, "LD_PRELOAD=") || strings.HasPrefix(e, "UMOCKDEV_DIR=") {
@@ -275,7 +275,7 @@ mount --bind "$D/group" /etc/group
 exec libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
 `
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script)
-	cmd.Env = append(cleanEnv(), "D="+s.dir, "CACHE="+s.cache)
+	cmd.Env = append(CleanEnv(), "D="+s.dir, "CACHE="+s.cache)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	// Its own process group, so a ^C to the test does not reach it
 	// before Close can shut things down in order.
@@ -350,7 +350,7 @@ func (s *Sandbox) stopLibvirtd(sig syscall.Signal) error {
 // Virsh runs virsh against the sandbox: the independent client of tests.
 func (s *Sandbox) Virsh(args ...string) (string, error) {
 	cmd := exec.Command("virsh", append([]string{"-q", "-c", s.URI()}, args...)...)
-	cmd.Env = cleanEnv()
+	cmd.Env = CleanEnv()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
