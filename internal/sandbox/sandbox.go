@@ -211,25 +211,37 @@ exec /usr/bin/qemu-system-x86_64 "$@"
 // serial port when it starts running: the firmware is done by then.
 const bootMarker = "@@"
 
-// writeBootSector writes a disk whose boot sector writes bootMarker to COM1,
-// waits 5 s (INT 15h, AH=86h) and then powers the machine off through ACPI
-// (SLP_EN written to PM1a_CNT at 0x604 on q35): a guest that shuts itself
-// down, without an OS.
+// writeBootSector writes a disk whose boot sector writes bootMarker to COM1
+// and then, with interrupts off, counts 5 changes of the RTC's seconds
+// before it powers the machine off through ACPI (SLP_EN written to
+// PM1a_CNT at 0x604 on q35): a guest that shuts itself down, without an OS.
+// Interrupts stay off so no firmware code runs while it waits: SeaBIOS's
+// timer-driven USB polling wedged on a hotplugged fake device, and BIOS
+// waits (INT 15h) ran late on a loaded machine.
 func writeBootSector(path string) error {
 	code := []byte{
-		0xBA, 0xF8, 0x03, // mov dx, 0x3F8 (COM1)
-		0xB0, '@', // mov al, '@'
-		0xEE,       // out dx, al
-		0xEE,       // out dx, al
-		0xB4, 0x86, // mov ah, 0x86
-		0xB9, 0x4C, 0x00, // mov cx, 0x004C
-		0xBA, 0x40, 0x4B, // mov dx, 0x4B40  (cx:dx = 5,000,000 µs)
-		0xCD, 0x15, // int 0x15
-		0xBA, 0x04, 0x06, // mov dx, 0x604
-		0xB8, 0x00, 0x20, // mov ax, 0x2000
-		0xEF,       // out dx, ax
-		0xF4,       // hlt
-		0xEB, 0xFD, // jmp back to hlt
+		0xFA,             // 00 cli
+		0xBA, 0xF8, 0x03, // 01 mov dx, 0x3F8 (COM1)
+		0xB0, '@', // 04 mov al, '@'
+		0xEE,             // 06 out dx, al
+		0xEE,             // 07 out dx, al
+		0xB9, 0x05, 0x00, // 08 mov cx, 5 (seconds)
+		0xE8, 0x17, 0x00, // 0B call rtcsec (0x25)
+		0x88, 0xC3, // 0E mov bl, al
+		0xE8, 0x12, 0x00, // 10 wait: call rtcsec
+		0x38, 0xD8, // 13 cmp al, bl
+		0x74, 0xF9, // 15 je wait
+		0x88, 0xC3, // 17 mov bl, al
+		0xE2, 0xF5, // 19 loop wait
+		0xBA, 0x04, 0x06, // 1B mov dx, 0x604
+		0xB8, 0x00, 0x20, // 1E mov ax, 0x2000
+		0xEF,       // 21 out dx, ax
+		0xF4,       // 22 hlt
+		0xEB, 0xFD, // 23 jmp 0x22
+		0xB0, 0x00, // 25 rtcsec: mov al, 0 (RTC seconds)
+		0xE6, 0x70, // 27 out 0x70, al
+		0xE4, 0x71, // 29 in al, 0x71
+		0xC3, // 2B ret
 	}
 	img := make([]byte, 1<<20)
 	copy(img, code)
