@@ -337,6 +337,7 @@ func (w *world) startDaemonAt(sock string, extra ...string) {
 	// sees real ones: the preload and the testbed dir, nothing else.
 	cmd.Env = append(sandbox.CleanEnv(), w.sb.Env()...)
 	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}

@@ -76,6 +76,9 @@ func run(bin string, hold bool) error {
 		return errors.New("run me through scripts/umockdev-exec (make demo does)")
 	}
 	bin, _ = filepath.Abs(bin)
+	// Piped into head or a closed pager, keep going and clean up rather
+	// than die on SIGPIPE with the sandbox still up.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "usbctl-demo-")
@@ -247,6 +250,7 @@ func (d *demo) startDaemon(cfg string) error {
 	cmd.Env = append(sandbox.CleanEnv(), d.sb.Env()...)
 	cmd.Dir = d.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return err
 	}

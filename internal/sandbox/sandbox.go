@@ -291,7 +291,9 @@ exec libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	// Its own process group, so a ^C to the test does not reach it
 	// before Close can shut things down in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test or demo that dies without Close must not leave
+	// libvirtd running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("sandbox: start libvirtd: %w", err)
