@@ -174,7 +174,7 @@ esac
 export UMOCKDEV_DIR=%s
 export LD_PRELOAD=libumockdev-preload.so.0
 exec /usr/bin/qemu-system-x86_64 "$@"
-`, shellQuote(s.tb.Root())),
+`, shellQuote(s.path("qemu-umockdev"))),
 	}
 	for name, content := range files {
 		mode := os.FileMode(0o644)
@@ -186,6 +186,25 @@ exec /usr/bin/qemu-system-x86_64 "$@"
 		}
 	}
 	s.wrapper = s.path("qemu-wrapper")
+	// QEMU sees the testbed through a directory of its own that links to
+	// the testbed's sys, dev and ioctl trees. The preload puts each
+	// process's uevent socket at $UMOCKDEV_DIR/event<fd>: in the shared
+	// root, QEMU's (libusb opens one at the first hotplug) took over
+	// usbctld's whenever their fd numbers matched, and usbctld heard no
+	// uevent after that.
+	qdir := s.path("qemu-umockdev")
+	if err := os.MkdirAll(qdir, 0o755); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	for _, sub := range []string{"sys", "dev", "ioctl"} {
+		target := filepath.Join(s.tb.Root(), sub)
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		if err := os.Symlink(target, filepath.Join(qdir, sub)); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+	}
 	// libvirtd insists that the qemu user and group exist even when it
 	// runs QEMU as root; give its namespace copies of passwd and group
 	// with them added, rather than changing the host.
