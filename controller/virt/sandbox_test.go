@@ -172,6 +172,31 @@ func TestAgainstLibvirtd(t *testing.T) {
 		}
 	})
 
+	// Attaches reuse a cached domain handle: a domain undefined and
+	// defined again under the same name must still be found.
+	t.Run("domain redefined under the same name", func(t *testing.T) {
+		if err := conn.Attach(ctx, "g2", key); !errors.Is(err, ErrDomainNotRunning) {
+			t.Fatalf("attach to shut-off g2: %v, want ErrDomainNotRunning (and a cached handle)", err)
+		}
+		if _, err := sb.Virsh("undefine", "g2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.DefineGuest("g2", sandbox.GuestOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.StartGuest("g2"); err != nil {
+			t.Fatal(err)
+		}
+		defer sb.DestroyGuest("g2")
+		if err := conn.Attach(ctx, "g2", key); err != nil {
+			t.Fatalf("attach to the redefined g2: %v", err)
+		}
+		if err := conn.Detach(ctx, "g2", key.Alias()); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, "device-removed from g2", func(ev Event) bool { return ev.Kind == EventDeviceRemoved && ev.Domain == "g2" })
+	})
+
 	t.Run("list domains", func(t *testing.T) {
 		ds, err := conn.ListDomains(ctx)
 		if err != nil {

@@ -105,6 +105,8 @@ type Conn struct {
 	mu   sync.Mutex
 	conn *libvirt.Connect
 	ids  []int // event callback ids
+	// doms caches domain handles of conn by name (withDomain).
+	doms map[string]*libvirt.Domain
 }
 
 // Open starts connecting in the background and returns at once: a daemon
@@ -133,7 +135,7 @@ func Open(ctx context.Context, opt Options) (*Conn, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	c := &Conn{opt: opt, log: opt.Log, cancel: cancel, done: make(chan struct{}), lost: make(chan struct{}, 1)}
+	c := &Conn{opt: opt, log: opt.Log, cancel: cancel, done: make(chan struct{}), lost: make(chan struct{}, 1), doms: map[string]*libvirt.Domain{}}
 	go c.run(ctx)
 	return c, nil
 }
@@ -261,9 +263,12 @@ func (c *Conn) deregister(conn *libvirt.Connect, ids []int) {
 
 func (c *Conn) teardown() {
 	c.mu.Lock()
-	conn, ids := c.conn, c.ids
-	c.conn, c.ids = nil, nil
+	conn, ids, doms := c.conn, c.ids, c.doms
+	c.conn, c.ids, c.doms = nil, nil, map[string]*libvirt.Domain{}
 	c.mu.Unlock()
+	for _, d := range doms {
+		d.Free()
+	}
 	if conn == nil {
 		return
 	}
@@ -461,15 +466,69 @@ func (c *Conn) withDomain(name, what string, f func(*libvirt.Domain) error) erro
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer conn.Close()
+	for try := 0; ; try++ {
+		d, cached, err := c.domainHandle(conn, name)
+		if err != nil {
+			return classify(err, what)
+		}
+		err = f(d)
+		d.Free()
+		if err == nil {
+			return nil
+		}
+		err = classify(err, what)
+		// A cached handle of a domain undefined and defined again under
+		// the same name names the old one: look it up afresh, once.
+		if cached && try == 0 && errors.Is(err, ErrDomainNotFound) {
+			c.forgetDomain(name)
+			continue
+		}
+		return err
+	}
+}
+
+// domainHandle returns a handle of domain name with a reference of its own
+// (the caller frees it), from the cache of the current connection when it
+// can: a lookup is a round trip to libvirtd on the path of every attach,
+// about half a millisecond of the daemon's share of a plug.
+func (c *Conn) domainHandle(conn *libvirt.Connect, name string) (*libvirt.Domain, bool, error) {
+	c.mu.Lock()
+	if h, ok := c.doms[name]; ok && c.conn == conn {
+		d := *h
+		err := d.Ref()
+		c.mu.Unlock()
+		if err == nil {
+			return &d, true, nil
+		}
+		c.forgetDomain(name)
+	} else {
+		c.mu.Unlock()
+	}
 	d, err := conn.LookupDomainByName(name)
 	if err != nil {
-		return classify(err, what)
+		return nil, false, err
 	}
-	defer d.Free()
-	if err := f(d); err != nil {
-		return classify(err, what)
+	keep := *d
+	if keep.Ref() == nil {
+		c.mu.Lock()
+		if c.conn == conn && c.doms[name] == nil {
+			c.doms[name] = &keep
+		} else {
+			keep.Free()
+		}
+		c.mu.Unlock()
 	}
-	return nil
+	return d, false, nil
+}
+
+func (c *Conn) forgetDomain(name string) {
+	c.mu.Lock()
+	h := c.doms[name]
+	delete(c.doms, name)
+	c.mu.Unlock()
+	if h != nil {
+		h.Free()
+	}
 }
 
 // classify wraps a libvirt error with the sentinel that says what it means
