@@ -6,7 +6,7 @@ BIN      := bin
 GOFLAGS  ?=
 FUZZTIME ?= 5s
 
-.PHONY: all build deps test test-unit test-udev test-libvirt test-e2e test-package fuzz-smoke vet bench sandbox demo clean install uninstall deb
+.PHONY: all build deps test test-unit test-udev test-libvirt test-e2e test-package fuzz-smoke vet bench bench-smoke sandbox demo clean install uninstall deb
 
 all: build
 
@@ -17,7 +17,7 @@ deps:
 	@bash scripts/deps.sh
 
 # The README's test command. Every tier runs; a tier that cannot run fails.
-test: deps vet test-unit fuzz-smoke test-udev test-libvirt test-e2e test-package
+test: deps vet test-unit fuzz-smoke test-udev test-libvirt test-e2e test-package bench-smoke
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -43,6 +43,18 @@ test-e2e:
 # Short fuzzing of every fuzz target, on top of the committed corpora.
 fuzz-smoke:
 	@bash scripts/fuzz-smoke.sh $(FUZZTIME)
+
+# Performance: go test benchmarks (Plan, controller overhead), then the real
+# usbctld on the sandbox: plug-to-attach against the floor (AttachDeviceFlags
+# on an open connection) and the old virsh-per-event way, idle cost,
+# start-up; one table with targets. ~3 min, as root.
+bench: deps
+	@bash scripts/bench.sh
+
+# The same, every benchmark once (benchtime 1x, 3 plugs, 5 s idle): CI
+# checks that they work; the figures mean nothing.
+bench-smoke: deps
+	@bash scripts/bench.sh -smoke
 
 # The README's first command: the sandbox, the real usbctld and an example
 # config; devices and guests come and go, usbctl status after each step.

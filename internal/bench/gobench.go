@@ -1,0 +1,102 @@
+//go:build umockdev
+
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// goTargets are the targets of the go test benchmarks' own metrics, by
+// unit (controller/bench_test.go: a 1,000-add burst in at most 10 syncs,
+// never a duplicate attach).
+var goTargets = map[string]struct {
+	text string
+	ok   func(float64) bool
+}{
+	"syncs":        {"≤ 10", func(v float64) bool { return v <= 10 }},
+	"dup-attaches": {"= 0", func(v float64) bool { return v == 0 }},
+}
+
+var procSuffix = regexp.MustCompile(`-\d+$`)
+
+// addGoBench adds the results in a go test -bench output file to the
+// table: one row per benchmark and metric. A FAIL in the output is an
+// error (and a row).
+func addGoBench(t *table, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("go benchmarks: %w", err)
+	}
+	defer f.Close()
+	t.section("go test -bench . -benchmem ./reconcile ./controller")
+	pkg := ""
+	var failed []string
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fs := strings.Fields(line)
+		switch {
+		case len(fs) >= 2 && fs[0] == "pkg:":
+			pkg = fs[1][strings.LastIndexByte(fs[1], '/')+1:]
+		case len(fs) >= 1 && (fs[0] == "FAIL" || fs[0] == "---" && len(fs) > 1 && fs[1] == "FAIL:"):
+			failed = append(failed, line)
+		case len(fs) >= 4 && strings.HasPrefix(fs[0], "Benchmark"):
+			if _, err := strconv.Atoi(fs[1]); err != nil {
+				continue
+			}
+			name := procSuffix.ReplaceAllString(strings.TrimPrefix(fs[0], "Benchmark"), "")
+			if pkg != "" {
+				name = pkg + "." + name
+			}
+			for i := 2; i+1 < len(fs); i += 2 {
+				v, err := strconv.ParseFloat(fs[i], 64)
+				if err != nil {
+					continue
+				}
+				unit := fs[i+1]
+				target, ok := "", ""
+				if g, has := goTargets[unit]; has {
+					target, ok = g.text, okIf(g.ok(v))
+				}
+				t.row(name+" "+unit, fmtMetric(v, unit), target, ok)
+				n++
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("go benchmarks: %w", err)
+	}
+	if len(failed) > 0 {
+		t.row("go test benchmarks", "FAIL", "pass", "MISSED")
+		return fmt.Errorf("go benchmarks failed: %s", strings.Join(failed, "; "))
+	}
+	if n == 0 {
+		t.row("go test benchmarks", "no results", "results", "MISSED")
+		return fmt.Errorf("go benchmarks: no results in %s", path)
+	}
+	return nil
+}
+
+func fmtMetric(v float64, unit string) string {
+	switch {
+	case unit == "ns/op" || strings.HasSuffix(unit, "-ns"):
+		return fmtDur(time.Duration(v))
+	case unit == "B/op":
+		switch {
+		case v >= 1<<20:
+			return fmt.Sprintf("%.1f MiB", v/(1<<20))
+		case v >= 1<<10:
+			return fmt.Sprintf("%.1f KiB", v/(1<<10))
+		}
+		return fmt.Sprintf("%.0f B", v)
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
