@@ -23,10 +23,10 @@ func DeviceFromUdev(props map[string]string, attr func(name string) string) (rec
 	var d reconcile.Device
 	d.DevPath = devpath
 	var err error
-	if d.Bus, err = number(props["BUSNUM"], attr("busnum"), 1, 999); err != nil {
+	if d.Bus, err = number(props["BUSNUM"], attr, "busnum", 1, 999); err != nil {
 		return reconcile.Device{}, fmt.Errorf("usb device %q: bus number: %w", devpath, err)
 	}
-	if d.Dev, err = number(props["DEVNUM"], attr("devnum"), 1, 127); err != nil {
+	if d.Dev, err = number(props["DEVNUM"], attr, "devnum", 1, 127); err != nil {
 		return reconcile.Device{}, fmt.Errorf("usb device %q: device number: %w", devpath, err)
 	}
 
@@ -59,8 +59,14 @@ func DeviceFromUdev(props map[string]string, attr func(name string) string) (rec
 }
 
 // number parses a decimal bus or device number (udev pads it: "001").
-func number(prop, attr string, lo, hi int) (int, error) {
-	s := firstNonEmpty(prop, attr)
+// number parses a bus or device number from its property, reading the
+// sysattr only when the property is missing: each sysattr read is a file
+// read on the path of every plug.
+func number(prop string, attr func(string) string, name string, lo, hi int) (int, error) {
+	s := prop
+	if s == "" {
+		s = attr(name)
+	}
 	if s == "" {
 		return 0, fmt.Errorf("missing")
 	}
