@@ -806,6 +806,7 @@ func (c *Controller) Release(ctx context.Context) error {
 		return fmt.Errorf("release devices: %w", err)
 	}
 	var errs []error
+	asked := 0
 	for _, d := range ds {
 		if !d.State.Active() {
 			continue
@@ -820,6 +821,36 @@ func (c *Controller) Release(ctx context.Context) error {
 				continue
 			}
 			c.log.Info("released", "domain", d.Name, "alias", h.Alias)
+			asked++
+		}
+	}
+	// libvirt returns once QEMU was asked; the device is back on the
+	// host only when QEMU is done. Wait for that, so that when the
+	// service has stopped the devices are really released.
+	for asked > 0 {
+		ds, err := c.callList(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("release devices: %w", err))
+			break
+		}
+		left := 0
+		for _, d := range ds {
+			if d.State.Active() {
+				for _, h := range d.Hostdevs {
+					if h.Owned() {
+						left++
+					}
+				}
+			}
+		}
+		if left == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("release devices: %d still detaching: %w", left, ctx.Err()))
+			return errors.Join(errs...)
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	return errors.Join(errs...)
