@@ -62,25 +62,13 @@ func newBenchHV(buf int, domains ...reconcile.Domain) *benchHV {
 func (hv *benchHV) ListDomains(ctx context.Context) ([]reconcile.Domain, error) {
 	hv.mu.Lock()
 	defer hv.mu.Unlock()
-	out := make([]reconcile.Domain, 0, len(hv.domains))
-	for _, d := range hv.domains {
-		c := *d
-		c.Hostdevs = slices.Clone(d.Hostdevs)
-		out = append(out, c)
-	}
-	return out, nil
+	return listCopies(hv.domains), nil
 }
 
 func (hv *benchHV) Domain(ctx context.Context, name string) (reconcile.Domain, error) {
 	hv.mu.Lock()
 	defer hv.mu.Unlock()
-	d, ok := hv.domains[name]
-	if !ok {
-		return reconcile.Domain{}, fmt.Errorf("domain %s: %w", name, errNoDom)
-	}
-	c := *d
-	c.Hostdevs = slices.Clone(d.Hostdevs)
-	return c, nil
+	return domainCopy(hv.domains, name)
 }
 
 func (hv *benchHV) Attach(ctx context.Context, domain string, key reconcile.DeviceKey) error {

@@ -55,19 +55,29 @@ func (f *fakeHV) ListDomains(ctx context.Context) ([]reconcile.Domain, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists++
-	var out []reconcile.Domain
-	for _, d := range f.domains {
-		c := *d
-		c.Hostdevs = slices.Clone(d.Hostdevs)
-		out = append(out, c)
-	}
-	return out, nil
+	return listCopies(f.domains), nil
 }
 
 func (f *fakeHV) Domain(ctx context.Context, name string) (reconcile.Domain, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	d, ok := f.domains[name]
+	return domainCopy(f.domains, name)
+}
+
+// listCopies and domainCopy read an in-memory hypervisor's domains as
+// libvirt would: copies, so the controller never shares a slice with it.
+func listCopies(domains map[string]*reconcile.Domain) []reconcile.Domain {
+	out := make([]reconcile.Domain, 0, len(domains))
+	for _, d := range domains {
+		c := *d
+		c.Hostdevs = slices.Clone(d.Hostdevs)
+		out = append(out, c)
+	}
+	return out
+}
+
+func domainCopy(domains map[string]*reconcile.Domain, name string) (reconcile.Domain, error) {
+	d, ok := domains[name]
 	if !ok {
 		return reconcile.Domain{}, fmt.Errorf("domain %s: %w", name, errNoDom)
 	}

@@ -38,10 +38,7 @@ func (w *world) converged(dom string, want ...string) {
 }
 
 func TestFaultLibvirtdKilledMidAttach(t *testing.T) {
-	w := newWorld(t, "g1")
-	w.writeConfig(oneGuest)
-	w.start("g1")
-	w.startDaemon()
+	w := oneGuestRunning(t)
 	for i, delay := range faultDelays {
 		d := usb(2+i, "1-1", "046d", "c52b", "")
 		w.plug(d)
@@ -67,10 +64,7 @@ func TestFaultLibvirtdKilledMidAttach(t *testing.T) {
 }
 
 func TestFaultQEMUKilledMidAttach(t *testing.T) {
-	w := newWorld(t, "g1")
-	w.writeConfig(oneGuest)
-	w.start("g1")
-	w.startDaemon()
+	w := oneGuestRunning(t)
 	for i, delay := range faultDelays {
 		d := usb(2+i, "1-1", "046d", "c52b", "")
 		w.plug(d)
@@ -90,10 +84,7 @@ func TestFaultQEMUKilledMidAttach(t *testing.T) {
 }
 
 func TestFaultUnplugBeforeAttach(t *testing.T) {
-	w := newWorld(t, "g1")
-	w.writeConfig(oneGuest)
-	w.start("g1")
-	w.startDaemon()
+	w := oneGuestRunning(t)
 	for i, delay := range append([]time.Duration{0, 500 * time.Microsecond}, faultDelays...) {
 		d := usb(2+i, "1-1", "046d", "c52b", "")
 		w.plug(d)
@@ -141,10 +132,7 @@ func TestFaultDaemonKilledMidSync(t *testing.T) {
 // connection dead, status says so, and once libvirtd goes on the device is
 // attached.
 func TestFaultLibvirtdHangs(t *testing.T) {
-	w := newWorld(t, "g1")
-	w.writeConfig(oneGuest)
-	w.start("g1")
-	w.startDaemon()
+	w := oneGuestRunning(t)
 	if err := w.sb.SignalLibvirtd(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

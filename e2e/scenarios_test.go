@@ -23,13 +23,21 @@ domain "g1" {
 }
 `
 
-// 1. Plug a matching device: in the guest within 1 s. Unplug: gone, alias
-// gone. Five plugs, each with a new device number as a real replug gets.
-func TestPlugUnplug(t *testing.T) {
+// oneGuestRunning is the common start: guest g1 running, usbctld ready
+// with the oneGuest rules.
+func oneGuestRunning(t *testing.T) *world {
+	t.Helper()
 	w := newWorld(t, "g1")
 	w.writeConfig(oneGuest)
 	w.start("g1")
 	w.startDaemon()
+	return w
+}
+
+// 1. Plug a matching device: in the guest within 1 s. Unplug: gone, alias
+// gone. Five plugs, each with a new device number as a real replug gets.
+func TestPlugUnplug(t *testing.T) {
+	w := oneGuestRunning(t)
 	var lats []time.Duration
 	for i := 0; i < 5; i++ {
 		d := usb(2+i, "1-1", "046d", "c52b", "")
@@ -177,10 +185,7 @@ func TestDaemonKilledAdopts(t *testing.T) {
 // 5. libvirtd killed and restarted: usbctld reconnects by itself, and a
 // device plugged during the outage is attached after.
 func TestLibvirtdRestart(t *testing.T) {
-	w := newWorld(t, "g1")
-	w.writeConfig(oneGuest)
-	w.start("g1")
-	w.startDaemon()
+	w := oneGuestRunning(t)
 	if err := w.sb.KillLibvirtd(); err != nil {
 		t.Fatal(err)
 	}
@@ -308,10 +313,7 @@ domain "g2" {
 
 // 9. A device no rule wants stays on the host and shows as unassigned.
 func TestUnwantedStays(t *testing.T) {
-	w := newWorld(t, "g1")
-	w.writeConfig(oneGuest)
-	w.start("g1")
-	w.startDaemon()
+	w := oneGuestRunning(t)
 	d := usb(2, "1-1", "dead", "beef", "")
 	t0 := time.Now()
 	w.plug(d)
@@ -357,10 +359,7 @@ domain "g1" {
 // 11. A broken config sent with reload: rejected with diagnostics in
 // status, and the old rules keep working.
 func TestBrokenReload(t *testing.T) {
-	w := newWorld(t, "g1")
-	w.writeConfig(oneGuest)
-	w.start("g1")
-	w.startDaemon()
+	w := oneGuestRunning(t)
 	w.writeConfig(`
 domain "g1" {
   device "receiver" { ids = ["046d:c52"] }
