@@ -318,15 +318,25 @@ func Plan(rules Rules, obs Observed) Result {
 				p.Rule = names.rule(doms, chosen)
 				p.Reason = "matched " + p.Rule
 				if chosen != win {
-					p.Reason += fmt.Sprintf("; stays although %q has higher priority (no preempt)", doms[win.dom].Name)
+					wp, cp := doms[win.dom].Priority, doms[chosen.dom].Priority
+					if wp > cp {
+						// Here the winner has no preempt, or it would be chosen.
+						p.Reason += fmt.Sprintf("; stays although %q has higher priority (%d > %d) without preempt", doms[win.dom].Name, wp, cp)
+					} else {
+						p.Reason += fmt.Sprintf("; stays: %q ranks first only by name or rule kind, and only a strictly higher priority with preempt moves an attached device", doms[win.dom].Name)
+					}
 				}
 				if n := tiedCount(doms, active); n > 1 {
 					tied := make([]string, n)
 					for i := range tied {
 						tied[i] = doms[active[i].dom].Name
 					}
+					how := fmt.Sprintf("%q chosen by name order", doms[win.dom].Name)
+					if chosen != win {
+						how = fmt.Sprintf("%q keeps it where it is (no flapping)", doms[chosen.dom].Name)
+					}
 					res.Conflicts = append(res.Conflicts, Conflict{Key: k, Domains: tied,
-						Reason: fmt.Sprintf("wanted by %d running domains of priority %d; %q chosen by name order (set priorities to decide)", len(tied), doms[active[0].dom].Priority, doms[win.dom].Name)})
+						Reason: fmt.Sprintf("wanted by %d running domains of priority %d; %s (set priorities to decide)", len(tied), doms[active[0].dom].Priority, how)})
 				}
 			}
 		}

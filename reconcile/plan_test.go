@@ -99,6 +99,7 @@ func TestPlanTable(t *testing.T) {
 		obs       Observed
 		want      []string // actions
 		conflicts int
+		conflict  string               // substring of the first conflict's reason
 		reason    map[DeviceKey]string // substring of the placement reason
 	}{
 		{
@@ -242,12 +243,13 @@ func TestPlanTable(t *testing.T) {
 			obs:       Observed{Devices: []Device{receiver}, Domains: []Domain{run("a"), run("b")}},
 			want:      []string{"attach a 001:002"},
 			conflicts: 1,
+			conflict:  `"a" chosen by name order`,
 		},
 		{
 			name:   "sticky: higher priority without preempt does not take it",
 			rules:  Rules{Domains: []DomainRules{dom("a", 1, ModeAllow, idm("rx", "046d:c52b")), dom("b", 5, ModeAllow, idm("rx", "046d:c52b"))}},
 			obs:    Observed{Devices: []Device{receiver}, Domains: []Domain{run("a", ours(1, 2)), run("b")}},
-			reason: map[DeviceKey]string{k(receiver): `stays although "b" has higher priority`},
+			reason: map[DeviceKey]string{k(receiver): `stays although "b" has higher priority (5 > 1) without preempt`},
 		},
 		{
 			name: "preempt moves it: detach then attach",
@@ -262,6 +264,8 @@ func TestPlanTable(t *testing.T) {
 			obs:   Observed{Devices: []Device{receiver}, Domains: []Domain{run("a"), run("b", ours(1, 2))}},
 			// a wins the name order but b holds it and a does not outrank b.
 			conflicts: 1,
+			conflict:  `"b" keeps it where it is`,
+			reason:    map[DeviceKey]string{k(receiver): `stays: "a" ranks first only by name or rule kind`},
 		},
 		{
 			name:  "winner stops: the other domain gets it",
@@ -333,6 +337,9 @@ func TestPlanTable(t *testing.T) {
 			}
 			if len(r.Conflicts) != tc.conflicts {
 				t.Errorf("conflicts = %+v, want %d", r.Conflicts, tc.conflicts)
+			}
+			if tc.conflict != "" && (len(r.Conflicts) == 0 || !strings.Contains(r.Conflicts[0].Reason, tc.conflict)) {
+				t.Errorf("conflicts = %+v, want the first to contain %q", r.Conflicts, tc.conflict)
 			}
 			for key, sub := range tc.reason {
 				if p := placement(r, key); !strings.Contains(p.Reason, sub) {
