@@ -138,6 +138,11 @@ func ParseClass(s string) (string, error) {
 	}
 	if len(h) == 2 {
 		if _, err := strconv.ParseUint(h, 16, 8); err == nil {
+			if h == "00" {
+				// Device class 00 means "see the interfaces": nearly every
+				// device has it, so as a rule it would match almost all.
+				return "", fmt.Errorf("class %q means \"defined per interface\" and would match almost every device: name the interface class you mean (hid, mass-storage, audio, ...)", s)
+			}
 			return h, nil
 		}
 	}

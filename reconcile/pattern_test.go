@@ -58,7 +58,7 @@ func TestParseClass(t *testing.T) {
 			t.Errorf("ParseClass(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "keyboard", "0x", "100", "zz", "0x1ff"} {
+	for _, in := range []string{"", "keyboard", "0x", "100", "zz", "0x1ff", "00", "0", "0x00"} {
 		if c, err := ParseClass(in); err == nil {
 			t.Errorf("ParseClass(%q) = %q, want an error", in, c)
 		}

@@ -23,6 +23,9 @@ domain "lab" {
   device "bad-class-type" {
     class = 3 # ERROR: Invalid class
   }
+  device "per-interface-class" {
+    class = "00" # ERROR: Invalid class
+  }
   device "empty-serial" {
     serial = "" # ERROR: Empty serial
   }
