@@ -54,7 +54,7 @@ func TestFaultLibvirtdKilledMidAttach(t *testing.T) {
 		w.unplug(d)
 		w.converged("g1")
 	}
-	log := w.d.logText()
+	log := w.d.LogText()
 	if !strings.Contains(log, "libvirt connection lost") && !strings.Contains(log, "connect to libvirt") {
 		t.Fatalf("usbctld did not log the lost connection:\n%s", log)
 	}

@@ -27,7 +27,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/usbctl/usbctl/controller"
-	"github.com/usbctl/usbctl/controller/api"
 	"github.com/usbctl/usbctl/controller/metrics"
 	"github.com/usbctl/usbctl/controller/virt"
 	"github.com/usbctl/usbctl/internal/sandbox"
@@ -85,7 +84,7 @@ type world struct {
 	evs  []timedEvent
 	conn *virt.Conn
 
-	d *daemon
+	d *sandbox.Usbctld
 }
 
 type timedEvent struct {
@@ -107,9 +106,9 @@ func newWorld(t *testing.T, guests ...string) *world {
 	w := &world{t: t, sb: sb, dir: dir, cfg: filepath.Join(dir, "usbctl.hcl")}
 	t.Cleanup(func() {
 		if w.d != nil {
-			w.d.stop(syscall.SIGTERM)
+			w.d.Stop(syscall.SIGTERM)
 			if t.Failed() {
-				t.Logf("usbctld log:\n%s", w.d.logText())
+				t.Logf("usbctld log:\n%s", w.d.LogText())
 			}
 		}
 		w.conn.Close()
@@ -289,29 +288,6 @@ func (w *world) plugTimed(dom string, d umockdev.USBDevice) time.Duration {
 	return lat
 }
 
-// daemon is a usbctld process.
-type daemon struct {
-	cmd    *exec.Cmd
-	sock   string
-	logf   string
-	exited chan struct{}
-}
-
-func (d *daemon) logText() string {
-	b, _ := os.ReadFile(d.logf)
-	return string(b)
-}
-
-func (d *daemon) stop(sig syscall.Signal) {
-	_ = d.cmd.Process.Signal(sig)
-	select {
-	case <-d.exited:
-	case <-time.After(20 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-	}
-}
-
 // startDaemon runs usbctld on the world's config and waits for its first
 // complete sync.
 func (w *world) startDaemon(extra ...string) {
@@ -325,54 +301,28 @@ func (w *world) startDaemonAt(sock string, extra ...string) {
 	if w.d != nil {
 		w.t.Fatal("a daemon is already running")
 	}
-	logf := filepath.Join(w.dir, "usbctld.log")
-	f, err := os.OpenFile(logf, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	d, err := w.sb.StartUsbctld(sandbox.UsbctldOptions{Bin: bins.usbctld, Socket: sock, Log: filepath.Join(w.dir, "usbctld.log"),
+		Args: append([]string{"--config", w.cfg, "--log-level", "debug"}, extra...)})
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	defer f.Close()
-	args := append([]string{"--config", w.cfg, "--uri", w.sb.URI(), "--socket", sock, "--log-level", "debug"}, extra...)
-	cmd := exec.Command(bins.usbctld, args...)
-	// usbctld sees the fake devices through libudev, as on a host it
-	// sees real ones: the preload and the testbed dir, nothing else.
-	cmd.Env = append(sandbox.CleanEnv(), w.sb.Env()...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		w.t.Fatal(err)
-	}
-	d := &daemon{cmd: cmd, sock: sock, logf: logf, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(d.exited) }()
 	w.d = d
-	c := &api.Client{Socket: sock}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := c.Status(context.Background())
-		if err == nil && st.Ready {
-			return
-		}
-		select {
-		case <-d.exited:
-			w.d = nil
-			w.t.Fatalf("usbctld exited at start: %v\n%s", cmd.ProcessState, d.logText())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("usbctld not ready within 30 s: %v\n%s", err, d.logText())
-		}
+	if err := d.WaitReady(context.Background(), 30*time.Second); err != nil {
+		w.d = nil
+		w.t.Fatal(err)
 	}
 }
 
 // killDaemon stops usbctld with sig and forgets it.
 func (w *world) killDaemon(sig syscall.Signal) {
 	w.t.Helper()
-	w.d.stop(sig)
+	w.d.Stop(sig)
 	w.d = nil
 }
 
 func (w *world) status() controller.Status {
 	w.t.Helper()
-	st, err := (&api.Client{Socket: w.d.sock}).Status(context.Background())
+	st, err := w.d.Client().Status(context.Background())
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -386,16 +336,23 @@ func (w *world) cli(args ...string) string {
 }
 
 func (w *world) cliCode(args ...string) (string, int) {
-	cmd := exec.Command(bins.usbctl, append([]string{"--socket", w.d.sock}, args...)...)
+	cmd := exec.Command(bins.usbctl, append([]string{"--socket", w.d.Socket}, args...)...)
 	cmd.Env = sandbox.CleanEnv()
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		code = -1
+	out, code, err := runCode(cmd)
+	if err != nil {
+		w.t.Fatalf("usbctl %v: %v\n%s", args, err, out)
 	}
-	return string(out), code
+	return out, code
+}
+
+// runCode runs cmd and returns its output and exit status; err is set only
+// when it could not run at all.
+func runCode(cmd *exec.Cmd) (string, int, error) {
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(out), ee.ExitCode(), nil
+	}
+	return string(out), 0, err
 }
 
 func domainStatus(st controller.Status, name string) (controller.DomainStatus, bool) {
@@ -438,7 +395,7 @@ func (w *world) metric(name string, labels map[string]string) float64 {
 	w.t.Helper()
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "unix", w.d.sock)
+		return d.DialContext(ctx, "unix", w.d.Socket)
 	}}}
 	resp, err := hc.Get("http://usbctld/metrics")
 	if err != nil {

@@ -380,7 +380,7 @@ domain "g1" {
 	// The old rules still place devices.
 	w.plugTimed("g1", usb(2, "1-1", "046d", "c52b", ""))
 	// SIGHUP takes the same path.
-	w.d.cmd.Process.Signal(syscall.SIGHUP)
+	w.d.Cmd.Process.Signal(syscall.SIGHUP)
 	time.Sleep(300 * time.Millisecond)
 	if !w.has("g1", "ua-usbctl-001-002") {
 		t.Fatal("a rejected SIGHUP reload disturbed the guest")
@@ -469,20 +469,20 @@ func TestSocketAccess(t *testing.T) {
 	sock := pub + "/usbctl.sock"
 	w.startDaemonAt(sock, "--socket-group", group)
 	st, err := os.Stat(sock)
-	if err != nil || st.Mode().Perm() != 0o660 {
-		t.Fatalf("socket mode: %v %v, want 0660", st.Mode(), err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode %v, want 0660", st.Mode().Perm())
 	}
 	as := func(user string, args ...string) (string, int) {
 		cmd := exec.Command("setpriv", append([]string{"--reuid=" + user, "--regid=nogroup", "--init-groups", "--", cli, "--socket", sock}, args...)...)
 		cmd.Env = sandbox.CleanEnv()
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
+		out, code, err := runCode(cmd)
+		if err != nil {
 			t.Fatalf("setpriv: %v\n%s", err, out)
 		}
-		return string(out), code
+		return out, code
 	}
 	if out, code := as(member, "status"); code != 0 || !strings.Contains(out, "ready") {
 		t.Fatalf("group member reading status: exit %d\n%s", code, out)
@@ -493,7 +493,7 @@ func TestSocketAccess(t *testing.T) {
 	if out, code := as(other, "status"); code == 0 || !strings.Contains(out, "permission denied") {
 		t.Fatalf("non-member reading status: exit %d, want permission denied\n%s", code, out)
 	}
-	if !strings.Contains(w.d.logText(), "reload refused") {
+	if !strings.Contains(w.d.LogText(), "reload refused") {
 		t.Fatal("the refused reload was not logged")
 	}
 }
@@ -515,7 +515,7 @@ func TestStopKeepsOrReleases(t *testing.T) {
 		t.Fatal("a plain stop detached the device")
 	}
 	w.startDaemon("--release-on-stop")
-	logText := w.d.logText
+	logText := w.d.LogText
 	w.killDaemon(syscall.SIGTERM)
 	if w.has("g1", alias(d)) {
 		t.Fatalf("--release-on-stop left the device attached; usbctld log:\n%s", logText())

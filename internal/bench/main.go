@@ -49,7 +49,6 @@ import (
 
 	"libvirt.org/go/libvirt"
 
-	"github.com/usbctl/usbctl/controller/api"
 	"github.com/usbctl/usbctl/controller/virt"
 	"github.com/usbctl/usbctl/internal/sandbox"
 	"github.com/usbctl/usbctl/internal/umockdev"
@@ -417,80 +416,25 @@ func deviceEvent(kind virt.EventKind, dom, alias string) func(virt.Event) bool {
 // ---------------------------------------------------------------------------
 // usbctld processes.
 
-type daemon struct {
-	cmd    *exec.Cmd
-	sock   string
-	logf   string
-	t0     time.Time // just before the process was started
-	exited chan struct{}
-}
-
-func (b *bench) startDaemon() (*daemon, error) { return b.startDaemonEnv(true) }
+func (b *bench) startDaemon() (*sandbox.Usbctld, error) { return b.startDaemonEnv(true) }
 
 // startDaemonEnv starts usbctld; without the preload it sees no fake
 // devices (and this machine has no USB of its own).
-func (b *bench) startDaemonEnv(preload bool) (*daemon, error) {
+func (b *bench) startDaemonEnv(preload bool) (*sandbox.Usbctld, error) {
 	b.starts++
-	sock := filepath.Join(b.dir, fmt.Sprintf("usbctl-%d.sock", b.starts))
-	logName := filepath.Join(b.dir, fmt.Sprintf("usbctld-%d.log", b.starts))
-	f, err := os.Create(logName)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(b.usbctld, "--config", b.cfg, "--uri", b.sb.URI(), "--socket", sock)
-	// As in e2e: the fake devices through libudev, nothing else.
-	cmd.Env = sandbox.CleanEnv()
-	if preload {
-		cmd.Env = append(cmd.Env, b.sb.Env()...)
-	}
-	cmd.Dir = b.dir
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	d := &daemon{cmd: cmd, sock: sock, logf: logName, exited: make(chan struct{})}
-	d.t0 = time.Now()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	go func() { _ = cmd.Wait(); f.Close(); close(d.exited) }()
-	return d, nil
-}
-
-func (d *daemon) logText() string {
-	b, _ := os.ReadFile(d.logf)
-	return string(b)
-}
-
-func (d *daemon) client() *api.Client { return &api.Client{Socket: d.sock} }
-
-// waitReady polls the status until the first complete sync.
-func (d *daemon) waitReady(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := d.client().Status(ctx)
-		if err == nil && st.Ready {
-			return nil
-		}
-		select {
-		case <-d.exited:
-			return fmt.Errorf("usbctld exited at start:\n%s", d.logText())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("usbctld not ready within 30 s (%v):\n%s", err, d.logText())
-		}
-	}
+	return b.sb.StartUsbctld(sandbox.UsbctldOptions{Bin: b.usbctld, Dir: b.dir, NoDevices: !preload,
+		Socket: filepath.Join(b.dir, fmt.Sprintf("usbctl-%d.sock", b.starts)),
+		Log:    filepath.Join(b.dir, fmt.Sprintf("usbctld-%d.log", b.starts)),
+		Args:   []string{"--config", b.cfg}})
 }
 
 // diagnose is what a failure report needs: usbctld's status, then its log
 // with the stacks of every goroutine (SIGQUIT makes it print them and
 // exit).
-func (d *daemon) diagnose(ctx context.Context) string {
+func diagnose(ctx context.Context, d *sandbox.Usbctld) string {
 	var s strings.Builder
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	st, err := d.client().Status(sctx)
+	st, err := d.Client().Status(sctx)
 	cancel()
 	if err != nil {
 		fmt.Fprintf(&s, "usbctld status: %v\n", err)
@@ -503,23 +447,13 @@ func (d *daemon) diagnose(ctx context.Context) string {
 		}{st.Syncs, st.LastSync, st.Pending, st.Domains}, "", "  ")
 		fmt.Fprintf(&s, "usbctld status (now %s): %s\n", time.Now().Format(time.RFC3339Nano), j)
 	}
-	_ = d.cmd.Process.Signal(syscall.SIGQUIT)
+	_ = d.Cmd.Process.Signal(syscall.SIGQUIT)
 	select {
-	case <-d.exited:
+	case <-d.Exited():
 	case <-time.After(5 * time.Second):
 	}
-	fmt.Fprintf(&s, "usbctld log (ends with its goroutines, SIGQUIT):\n%s", d.logText())
+	fmt.Fprintf(&s, "usbctld log (ends with its goroutines, SIGQUIT):\n%s", d.LogText())
 	return s.String()
-}
-
-func (d *daemon) stop() {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(20 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-	}
 }
 
 // ---------------------------------------------------------------------------
@@ -553,8 +487,8 @@ func (b *bench) latency() (*latencies, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.stop()
-	if err := d.waitReady(ctx); err != nil {
+	defer d.Stop(syscall.SIGTERM)
+	if err := d.WaitReady(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
 	// (b)'s connection: opened and the domain looked up once, before.
@@ -575,7 +509,7 @@ func (b *bench) latency() (*latencies, error) {
 	defer func() {
 		res.extra = append(res.extra, fmt.Sprintf("load average (1 min) at the start and end of the plug series: %s, %s (2 cores)", load0, loadAvg()))
 	}()
-	pid := d.cmd.Process.Pid
+	pid := d.Cmd.Process.Pid
 	next := 2
 	for i := range b.o.plugs {
 		for _, m := range modes {
@@ -585,7 +519,7 @@ func (b *bench) latency() (*latencies, error) {
 			next++
 			p, err := b.plugOnce(ctx, m, dev, dom, ldom, pid)
 			if err != nil {
-				return nil, fmt.Errorf("plug %d, mode (%s): %w\n%s", i+1, m.key, err, d.diagnose(ctx))
+				return nil, fmt.Errorf("plug %d, mode (%s): %w\n%s", i+1, m.key, err, diagnose(ctx, d))
 			}
 			if b.o.verbose {
 				logf("  plug %2d (%s) %s: %v (usbctld on CPU %v, waiting for CPU %v)", i+1, m.key, dev.DevNode(),
@@ -598,7 +532,7 @@ func (b *bench) latency() (*latencies, error) {
 		}
 	}
 	// usbctld must have placed only its own devices, and be healthy.
-	st, err := d.client().Status(ctx)
+	st, err := d.Client().Status(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -606,7 +540,7 @@ func (b *bench) latency() (*latencies, error) {
 		res.extra = append(res.extra, fmt.Sprintf("usbctld ended the latency run with %d pending actions", len(st.Pending)))
 	}
 	// One attach per (a) plug, none of (b)'s or (c)'s devices.
-	if n := strings.Count(d.logText(), "msg=attach "); n != b.o.plugs {
+	if n := strings.Count(d.LogText(), "msg=attach "); n != b.o.plugs {
 		res.extra = append(res.extra, fmt.Sprintf("usbctld logged %d attaches for %d plugs of (a)", n, b.o.plugs))
 	}
 	if n := b.w.dropped.Load(); n > 0 {
@@ -949,8 +883,8 @@ func (b *bench) idleCost() (*idleResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.stop()
-	if err := d.waitReady(ctx); err != nil {
+	defer d.Stop(syscall.SIGTERM)
+	if err := d.WaitReady(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
 	// Let start-up work (the first syncs, a GC) finish.
@@ -959,7 +893,7 @@ func (b *bench) idleCost() (*idleResult, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	st0, err := d.client().Status(ctx)
+	st0, err := d.Client().Status(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -986,7 +920,7 @@ func (b *bench) idleCost() (*idleResult, error) {
 		}
 		return sum
 	}
-	pid := d.cmd.Process.Pid
+	pid := d.Cmd.Process.Pid
 	ev0 := b.w.total.Load()
 	q0 := qemuTicks()
 	if r.before, err = sampleProc(pid); err != nil {
@@ -1003,20 +937,20 @@ func (b *bench) idleCost() (*idleResult, error) {
 	r.maps = topMappings(pid, 6)
 	r.qemuTicks = qemuTicks() - q0
 	r.events = b.w.total.Load() - ev0
-	st1, err := d.client().Status(ctx)
+	st1, err := d.Client().Status(ctx)
 	if err != nil {
 		return nil, err
 	}
 	r.syncs = st1.Syncs - st0.Syncs
-	d.stop()
+	d.Stop(syscall.SIGTERM)
 
 	// The same daemon without the umockdev preload, for its memory.
 	plain, err := b.startDaemonEnv(false)
 	if err != nil {
 		return nil, err
 	}
-	defer plain.stop()
-	if err := plain.waitReady(ctx); err != nil {
+	defer plain.Stop(syscall.SIGTERM)
+	if err := plain.WaitReady(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
 	select {
@@ -1024,7 +958,7 @@ func (b *bench) idleCost() (*idleResult, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if r.plain, err = sampleProc(plain.cmd.Process.Pid); err != nil {
+	if r.plain, err = sampleProc(plain.Cmd.Process.Pid); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -1095,30 +1029,30 @@ func (b *bench) startupOnce() (startup, error) {
 	if err != nil {
 		return s, err
 	}
-	defer d.stop()
+	defer d.Stop(syscall.SIGTERM)
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(d.logText(), "ready: first sync complete") {
+	for !strings.Contains(d.LogText(), "ready: first sync complete") {
 		select {
-		case <-d.exited:
-			return s, fmt.Errorf("usbctld exited at start:\n%s", d.logText())
+		case <-d.Exited():
+			return s, fmt.Errorf("usbctld exited at start:\n%s", d.LogText())
 		case <-b.ctx.Done():
 			return s, b.ctx.Err()
 		case <-time.After(time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return s, fmt.Errorf("usbctld not ready within 30 s:\n%s", d.logText())
+			return s, fmt.Errorf("usbctld not ready within 30 s:\n%s", d.LogText())
 		}
 	}
-	stamps := logTimes(d.logText())
+	stamps := logTimes(d.LogText())
 	at := func(msg string) time.Duration {
 		t, ok := stamps[msg]
 		if !ok {
 			return missing
 		}
-		return t.Sub(d.t0)
+		return t.Sub(d.Started)
 	}
 	s.started, s.connected, s.ready = at("usbctld started"), at("connected to libvirt"), at("ready: first sync complete")
-	st, err := d.client().Status(b.ctx)
+	st, err := d.Client().Status(b.ctx)
 	if err != nil {
 		return s, err
 	}

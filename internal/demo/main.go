@@ -24,7 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/usbctl/usbctl/controller/api"
 	"github.com/usbctl/usbctl/internal/sandbox"
 	"github.com/usbctl/usbctl/internal/umockdev"
 )
@@ -55,8 +54,7 @@ type demo struct {
 	dir     string
 	bin     string
 	sock    string
-	usbctld *exec.Cmd
-	exited  chan struct{}
+	usbctld *sandbox.Usbctld
 	out     io.Writer
 	step    int
 }
@@ -242,48 +240,20 @@ func (d *demo) cli(withDevices bool, args ...string) (string, error) {
 }
 
 func (d *demo) startDaemon(cfg string) error {
-	logf, err := os.Create(filepath.Join(d.dir, "usbctld.log"))
+	u, err := d.sb.StartUsbctld(sandbox.UsbctldOptions{Bin: filepath.Join(d.bin, "usbctld"), Socket: d.sock,
+		Log: filepath.Join(d.dir, "usbctld.log"), Dir: d.dir, Args: []string{"--config", cfg}})
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(d.bin, "usbctld"), "--config", cfg, "--uri", d.sb.URI(), "--socket", d.sock)
-	cmd.Env = append(sandbox.CleanEnv(), d.sb.Env()...)
-	cmd.Dir = d.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	d.usbctld, d.exited = cmd, make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(d.exited) }()
-	c := &api.Client{Socket: d.sock}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if st, err := c.Status(context.Background()); err == nil && st.Ready {
-			return nil
-		}
-		select {
-		case <-d.exited:
-			b, _ := os.ReadFile(logf.Name())
-			return fmt.Errorf("usbctld exited:\n%s", b)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return errors.New("usbctld not ready within 30 s")
+	d.usbctld = u
+	return u.WaitReady(context.Background(), 30*time.Second)
 }
 
 func (d *demo) stopDaemon() {
-	if d.usbctld == nil {
-		return
+	if d.usbctld != nil {
+		d.usbctld.Stop(syscall.SIGTERM)
+		d.usbctld = nil
 	}
-	_ = d.usbctld.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(10 * time.Second):
-		_ = d.usbctld.Process.Kill()
-		<-d.exited
-	}
-	d.usbctld = nil
 }
 
 func indent(s string) string {
