@@ -139,11 +139,12 @@ func TestMethodAndBodyLimits(t *testing.T) {
 	req, _ := http.NewRequest("GET", "http://x/v1/status", nil)
 	req.Header.Set("X-Big", strings.Repeat("a", 64<<10))
 	resp, err = hc.Do(req)
-	if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-			t.Errorf("64 KiB header: %d, want 431", resp.StatusCode)
-		}
+	if err != nil {
+		t.Fatalf("64 KiB header: %v, want a 431 answer", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("64 KiB header: %d, want 431", resp.StatusCode)
 	}
 }
 
