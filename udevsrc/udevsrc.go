@@ -1,12 +1,11 @@
 // Package udevsrc is usbctl's view of the host's USB devices, through real
-// libudev (go-udev): it lists the devices present and watches them come and
-// go. It reads sysfs only through libudev, so tests can feed it fake devices
-// with umockdev.
+// libudev: go-udev lists the devices present, and a small libudev monitor
+// (monitor.go) watches them come and go. It reads sysfs only through
+// libudev, so tests can feed it fake devices with umockdev.
 package udevsrc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -106,61 +105,27 @@ func (s *Source) Watch(ctx context.Context, handle func(Event)) error {
 
 // watchOnce runs one monitor until it breaks or ctx is done.
 func (s *Source) watchOnce(ctx context.Context, handle func(Event)) error {
-	var u udev.Udev
-	m := u.NewMonitorFromNetlink("udev")
-	if m == nil {
-		return errors.New("udev monitor: cannot open netlink socket")
-	}
-	if err := m.FilterAddMatchSubsystemDevtype("usb", "usb_device"); err != nil {
-		return fmt.Errorf("udev monitor filter: %w", err)
-	}
-	// A large receive buffer absorbs bursts (a hub with many devices
-	// plugged at once) while the loop is busy.
-	_ = m.SetReceiveBufferSize(16 << 20)
-	mctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch, errs, err := m.DeviceChan(mctx)
+	m, err := newMonitor(16 << 20)
 	if err != nil {
-		return fmt.Errorf("udev monitor: %w", err)
+		return err
 	}
-	defer func() {
-		// go-udev's reader sends without watching its context; drain
-		// until it closes the channel so it can exit.
-		cancel()
-		for range ch {
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err, ok := <-errs:
-			if !ok {
-				return errors.New("udev monitor: error channel closed")
-			}
-			return fmt.Errorf("udev monitor: %w", err)
-		case ud, ok := <-ch:
-			if !ok {
-				return errors.New("udev monitor: device channel closed")
-			}
-			s.deliver(ud, handle)
-		}
-	}
+	defer m.close()
+	return m.run(ctx, s, handle)
 }
 
-func (s *Source) deliver(ud *udev.Device, handle func(Event)) {
-	action := ud.Action()
+// deliver converts one event's device and hands it to handle. attr reads
+// the device's sysattrs; remove events never use it (sysfs is gone).
+func (s *Source) deliver(action string, props map[string]string, attr func(string) string, handle func(Event)) {
 	var a Action
-	var attr func(string) string
 	switch action {
 	case "add", "change", "bind":
-		a, attr = ActionAdd, ud.SysattrValue
+		a = ActionAdd
 	case "remove":
-		a = ActionRemove // sysfs is gone: properties only
+		a, attr = ActionRemove, nil // sysfs is gone: properties only
 	default:
 		return
 	}
-	d, err := DeviceFromUdev(ud.Properties(), attr)
+	d, err := DeviceFromUdev(props, attr)
 	if err != nil {
 		s.log.Warn("udev event refused", "action", action, "err", err)
 		return

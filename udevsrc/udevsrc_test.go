@@ -131,8 +131,15 @@ func watch(t *testing.T, tb *umockdev.Testbed) (<-chan Event, func()) {
 	}
 	return ch, func() {
 		cancel()
-		if err := <-done; err != context.Canceled {
-			t.Errorf("Watch returned %v, want context.Canceled", err)
+		// The reader is parked in the netpoller: cancelling must
+		// wake it (through the socket's read deadline).
+		select {
+		case err := <-done:
+			if err != context.Canceled {
+				t.Errorf("Watch returned %v, want context.Canceled", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Watch did not return within 5 s of its context being cancelled")
 		}
 	}
 }
