@@ -206,6 +206,7 @@ type modelWorld struct {
 	resets     []mSpan // when something happened that may rightly end a backoff or a permanent wait
 	lastCall   time.Time
 	devLists   []time.Time // when the loop re-listed the devices: a resync
+	domLists   []time.Time // when it re-listed the domains (a resync lists both, at once)
 	violations []string
 }
 
@@ -275,6 +276,7 @@ func (w *modelWorld) ListDomains(ctx context.Context) ([]reconcile.Domain, error
 		out = append(out, copyDomain(n, d))
 	}
 	w.noteResetLocked()
+	w.domLists = append(w.domLists, time.Now())
 	return out, nil
 }
 
@@ -1087,12 +1089,18 @@ func runModel(seed uint64) (string, []string) {
 		if since.Before(end) {
 			since = end
 		}
-		resyncs := 0
-		for _, t := range m.w.devLists {
-			if !t.Before(since) {
-				resyncs++
+		// A resync lists devices and domains concurrently, in either
+		// order: it began after since only if both lists did.
+		after := func(ts []time.Time) int {
+			n := 0
+			for _, t := range ts {
+				if !t.Before(since) {
+					n++
+				}
 			}
+			return n
 		}
+		resyncs := min(after(m.w.devLists), after(m.w.domLists))
 		m.w.mu.Unlock()
 		if resyncs < 2 {
 			continue
