@@ -27,8 +27,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/usbctl/usbctl/controller"
-	"github.com/usbctl/usbctl/controller/metrics"
 	"github.com/usbctl/usbctl/controller/virt"
+	"github.com/usbctl/usbctl/internal/promtest"
 	"github.com/usbctl/usbctl/internal/sandbox"
 	"github.com/usbctl/usbctl/internal/umockdev"
 )
@@ -407,7 +407,7 @@ func (w *world) metric(name string, labels map[string]string) float64 {
 	if err != nil {
 		w.t.Fatalf("metrics do not parse: %v", err)
 	}
-	v, ok := metrics.Value(fams, name, labels)
+	v, ok := promtest.Value(fams, name, labels)
 	if !ok {
 		w.t.Fatalf("no %s%v", name, labels)
 	}

@@ -2,16 +2,18 @@
 // and the sync-duration histogram fed by the controller as it acts, and
 // gauges read from the controller's status at scrape time, so a scrape
 // never waits for the loop.
+//
+// It writes the text exposition format itself instead of using
+// client_golang: the library (with client_model and protobuf) added
+// 3.7 MiB to the daemon's resident memory for a few dozen series.
 package metrics
 
 import (
+	"bytes"
 	"net/http"
+	"strconv"
+	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/reconcile"
@@ -20,92 +22,143 @@ import (
 // StatusFunc returns the controller's latest status.
 type StatusFunc func() controller.Status
 
-// Metrics is a registry with usbctl's metrics. It implements
-// controller.Observer.
+// Metrics holds usbctl's metrics and serves them. It implements
+// controller.Observer: the controller loop calls SyncDone and ActionDone
+// while HTTP handlers scrape, so the counters are guarded by mu.
 type Metrics struct {
-	reg      *prometheus.Registry
-	actions  *prometheus.CounterVec
-	failures *prometheus.CounterVec
-	syncs    prometheus.Histogram
+	status StatusFunc
+
+	mu       sync.Mutex
+	actions  map[reconcile.ActionKind]uint64
+	failures map[failureKey]uint64
+	syncs    histogram
 }
+
+type failureKey struct {
+	kind   reconcile.ActionKind
+	reason string
+}
+
+// histogram counts observations per bucket (not cumulative; the scrape
+// adds them up). counts[len(bounds)] is the +Inf bucket.
+type histogram struct {
+	bounds []float64
+	counts []uint64
+	sum    float64
+}
+
+// Names and help texts of the metrics usbctl defines.
+const (
+	nameActions  = "usbctl_actions_total"
+	helpActions  = "Attaches and detaches carried out successfully, by kind."
+	nameFailures = "usbctl_action_failures_total"
+	helpFailures = "Failed attaches and detaches, by kind and reason (transient, permanent, domain-gone, disconnected)."
+	nameSync     = "usbctl_sync_duration_seconds"
+	helpSync     = "Time of one sync: observe, plan, apply."
+)
 
 // New returns metrics whose gauges read status.
 func New(status StatusFunc) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
-		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "usbctl_actions_total",
-			Help: "Attaches and detaches carried out successfully, by kind.",
-		}, []string{"kind"}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "usbctl_action_failures_total",
-			Help: "Failed attaches and detaches, by kind and reason (transient, permanent, domain-gone, disconnected).",
-		}, []string{"kind", "reason"}),
-		syncs: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "usbctl_sync_duration_seconds",
-			Help: "Time of one sync: observe, plan, apply.",
-			// From a quiet sync (~50 µs) to one that waits on libvirt.
-			Buckets: prometheus.ExponentialBuckets(50e-6, 4, 10),
-		}),
+		status:   status,
+		actions:  map[reconcile.ActionKind]uint64{},
+		failures: map[failureKey]uint64{},
 	}
+	// From a quiet sync (~50 µs) to one that waits on libvirt: 50 µs × 4^i,
+	// i < 10, multiplied out step by step as client_golang's
+	// ExponentialBuckets did, so the le labels stay the same.
+	b := 50e-6
+	for range 10 {
+		m.syncs.bounds = append(m.syncs.bounds, b)
+		b *= 4
+	}
+	m.syncs.counts = make([]uint64, len(m.syncs.bounds)+1)
 	// Zero series for every label value, so rates work from the start.
 	for _, k := range []reconcile.ActionKind{reconcile.Attach, reconcile.Detach} {
-		m.actions.WithLabelValues(string(k))
+		m.actions[k] = 0
 		for _, c := range []controller.FailureClass{controller.Transient, controller.Permanent, controller.DomainGone, controller.Disconnected} {
-			m.failures.WithLabelValues(string(k), c.String())
+			m.failures[failureKey{k, c.String()}] = 0
 		}
 	}
-	m.reg.MustRegister(m.actions, m.failures, m.syncs, &statusCollector{status: status},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // SyncDone records one sync's duration.
-func (m *Metrics) SyncDone(d time.Duration) { m.syncs.Observe(d.Seconds()) }
+func (m *Metrics) SyncDone(d time.Duration) {
+	v := d.Seconds()
+	// The first bucket whose upper bound is >= v: buckets include their
+	// bound, as le says.
+	i := 0
+	for i < len(m.syncs.bounds) && v > m.syncs.bounds[i] {
+		i++
+	}
+	m.mu.Lock()
+	m.syncs.counts[i]++
+	m.syncs.sum += v
+	m.mu.Unlock()
+}
 
 // ActionDone records the outcome of one attach or detach.
 func (m *Metrics) ActionDone(kind reconcile.ActionKind, err error, class controller.FailureClass) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err == nil {
-		m.actions.WithLabelValues(string(kind)).Inc()
+		m.actions[kind]++
 		return
 	}
-	m.failures.WithLabelValues(string(kind), class.String()).Inc()
+	m.failures[failureKey{kind, class.String()}]++
 }
 
-// Handler serves the metrics in the Prometheus text format.
+// Handler serves the metrics in the Prometheus text format, version 0.0.4.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		var buf bytes.Buffer
+		writeText(&buf, m.gather())
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		h.Set("Content-Length", strconv.Itoa(buf.Len()))
+		// An error here means the scraper went away; there is no one
+		// left to tell.
+		_, _ = w.Write(buf.Bytes())
+	})
 }
 
-// Registry is the registry, for tests and embedding.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+// gather collects every family: usbctl's own, then the process's and the
+// Go runtime's.
+func (m *Metrics) gather() []family {
+	fams := m.counterFamilies()
+	fams = append(fams, statusFamilies(m.status())...)
+	fams = append(fams, procFamilies()...)
+	fams = append(fams, goFamilies()...)
+	return fams
+}
 
-var (
-	descDevices = prometheus.NewDesc("usbctl_devices", "USB devices present, by placement: attached (by usbctl to a running domain) or unassigned.", []string{"placement"}, nil)
-	descDomains = prometheus.NewDesc("usbctl_domains", "libvirt domains, by state and whether the config has rules for them.", []string{"state", "managed"}, nil)
-	descForeign = prometheus.NewDesc("usbctl_foreign_hostdevs", "USB hostdevs usbctl did not attach (never touched).", nil, nil)
-	descPending = prometheus.NewDesc("usbctl_pending_actions", "Planned actions not done yet, by whether they wait for a change (permanent) or retry.", []string{"permanent"}, nil)
-	descConfl   = prometheus.NewDesc("usbctl_conflicts", "Devices the rules cannot place as written.", nil, nil)
-	descRej     = prometheus.NewDesc("usbctl_config_reload_rejected", "1 if the newest reload was rejected and older rules stay in force.", nil, nil)
-	descLoaded  = prometheus.NewDesc("usbctl_config_loaded_timestamp_seconds", "When the rules in force were loaded.", nil, nil)
-	descRules   = prometheus.NewDesc("usbctl_config_rules", "Device rules in force.", nil, nil)
-	descConn    = prometheus.NewDesc("usbctl_libvirt_connected", "1 while the libvirt connection is up.", nil, nil)
-	descReady   = prometheus.NewDesc("usbctl_ready", "1 once the first complete sync is done.", nil, nil)
-	descSyncs   = prometheus.NewDesc("usbctl_syncs_total", "Syncs done since start.", nil, nil)
-	descLast    = prometheus.NewDesc("usbctl_last_sync_timestamp_seconds", "When the last sync finished.", nil, nil)
-)
-
-// statusCollector turns a status into gauges at scrape time.
-type statusCollector struct{ status StatusFunc }
-
-func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDevices, descDomains, descForeign, descPending, descConfl, descRej, descLoaded, descRules, descConn, descReady, descSyncs, descLast} {
-		ch <- d
+// counterFamilies snapshots the counters and the histogram under one lock,
+// so a histogram's buckets, sum and count agree with each other.
+func (m *Metrics) counterFamilies() []family {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	actions := family{name: nameActions, help: helpActions, typ: typeCounter}
+	for k, n := range m.actions {
+		actions.series = append(actions.series, series{labels: []label{{"kind", string(k)}}, value: float64(n)})
 	}
+	failures := family{name: nameFailures, help: helpFailures, typ: typeCounter}
+	for k, n := range m.failures {
+		failures.series = append(failures.series, series{labels: []label{{"kind", string(k.kind)}, {"reason", k.reason}}, value: float64(n)})
+	}
+	h := &histSnapshot{bounds: m.syncs.bounds, cumulative: make([]uint64, len(m.syncs.bounds)), sum: m.syncs.sum}
+	for i, n := range m.syncs.counts {
+		h.count += n
+		if i < len(h.cumulative) {
+			h.cumulative[i] = h.count
+		}
+	}
+	syncs := family{name: nameSync, help: helpSync, typ: typeHistogram, series: []series{{hist: h}}}
+	return []family{actions, failures, syncs}
 }
 
-func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.status()
+// statusFamilies turns a status into gauges (and the syncs counter).
+func statusFamilies(st controller.Status) []family {
 	attached, foreign := 0, 0
 	type dk struct {
 		state   string
@@ -117,35 +170,40 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		foreign += len(d.Foreign)
 		doms[dk{string(d.State), d.Managed}]++
 	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	gauge(descDevices, float64(attached), "attached")
-	gauge(descDevices, float64(len(st.Unassigned)), "unassigned")
+	domains := family{name: "usbctl_domains", help: "libvirt domains, by state and whether the config has rules for them.", typ: typeGauge}
 	for k, n := range doms {
-		gauge(descDomains, float64(n), k.state, boolLabel(k.managed))
+		domains.series = append(domains.series, series{labels: []label{{"state", k.state}, {"managed", boolLabel(k.managed)}}, value: float64(n)})
 	}
-	gauge(descForeign, float64(foreign))
 	perm := 0
 	for _, p := range st.Pending {
 		if p.Permanent {
 			perm++
 		}
 	}
-	gauge(descPending, float64(len(st.Pending)-perm), "false")
-	gauge(descPending, float64(perm), "true")
-	gauge(descConfl, float64(len(st.Conflicts)))
 	rej := 0.0
 	if st.Config.Rejected != nil {
 		rej = 1
 	}
-	gauge(descRej, rej)
-	gauge(descLoaded, unix(st.Config.LoadedAt))
-	gauge(descRules, float64(st.Config.Rules))
-	gauge(descConn, b2f(st.Hypervisor.Connected))
-	gauge(descReady, b2f(st.Ready))
-	ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(st.Syncs))
-	gauge(descLast, unix(st.LastSync))
+	return []family{
+		{name: "usbctl_devices", help: "USB devices present, by placement: attached (by usbctl to a running domain) or unassigned.", typ: typeGauge, series: []series{
+			{labels: []label{{"placement", "attached"}}, value: float64(attached)},
+			{labels: []label{{"placement", "unassigned"}}, value: float64(len(st.Unassigned))},
+		}},
+		domains,
+		gauge("usbctl_foreign_hostdevs", "USB hostdevs usbctl did not attach (never touched).", float64(foreign)),
+		{name: "usbctl_pending_actions", help: "Planned actions not done yet, by whether they wait for a change (permanent) or retry.", typ: typeGauge, series: []series{
+			{labels: []label{{"permanent", "false"}}, value: float64(len(st.Pending) - perm)},
+			{labels: []label{{"permanent", "true"}}, value: float64(perm)},
+		}},
+		gauge("usbctl_conflicts", "Devices the rules cannot place as written.", float64(len(st.Conflicts))),
+		gauge("usbctl_config_reload_rejected", "1 if the newest reload was rejected and older rules stay in force.", rej),
+		gauge("usbctl_config_loaded_timestamp_seconds", "When the rules in force were loaded.", unix(st.Config.LoadedAt)),
+		gauge("usbctl_config_rules", "Device rules in force.", float64(st.Config.Rules)),
+		gauge("usbctl_libvirt_connected", "1 while the libvirt connection is up.", b2f(st.Hypervisor.Connected)),
+		gauge("usbctl_ready", "1 once the first complete sync is done.", b2f(st.Ready)),
+		counter("usbctl_syncs_total", "Syncs done since start.", float64(st.Syncs)),
+		gauge("usbctl_last_sync_timestamp_seconds", "When the last sync finished.", unix(st.LastSync)),
+	}
 }
 
 func boolLabel(b bool) string {
@@ -167,31 +225,4 @@ func unix(t time.Time) float64 {
 		return 0
 	}
 	return float64(t.UnixNano()) / 1e9
-}
-
-// Value finds the series of name whose labels include labels in parsed
-// metric families (expfmt's TextToMetricFamilies) and returns its value: a
-// counter's or gauge's value, a histogram's sample count.
-func Value(fams map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
-	f, ok := fams[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		for _, lp := range m.Label {
-			if want, ok := labels[lp.GetName()]; ok && want != lp.GetValue() {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
-		}
-	}
-	return 0, false
 }
