@@ -91,3 +91,46 @@ func FuzzParseDomainXML(f *testing.F) {
 		}
 	})
 }
+
+// bigXML is liveXML with 24 more devices, the size of a real guest's
+// live XML.
+func bigXML() string {
+	var b strings.Builder
+	b.WriteString(liveXML[:strings.Index(liveXML, "<devices>")+len("<devices>")])
+	for i := 0; i < 8; i++ {
+		b.WriteString(`<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/var/lib/libvirt/images/a.qcow2' index='1'/><backingStore/><target dev='vda' bus='virtio'/><alias name='virtio-disk0'/><address type='pci' domain='0x0000' bus='0x04' slot='0x00' function='0x0'/></disk>`)
+		b.WriteString(`<controller type='pci' index='1' model='pcie-root-port'><model name='pcie-root-port'/><target chassis='1' port='0x10'/><alias name='pci.1'/><address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0' multifunction='on'/></controller>`)
+		b.WriteString(`<interface type='network'><mac address='52:54:00:aa:bb:cc'/><source network='default' portid='x' bridge='virbr0'/><target dev='vnet0'/><model type='virtio'/><alias name='net0'/><address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></interface>`)
+	}
+	b.WriteString(liveXML[strings.Index(liveXML, "<devices>")+len("<devices>"):])
+	return b.String()
+}
+
+func BenchmarkParseDomainXML(b *testing.B) {
+	doc := bigXML()
+	b.SetBytes(int64(len(doc)))
+	for i := 0; i < b.N; i++ {
+		if _, _, _, err := ParseDomainXML(doc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Only the name and hostdevs are decoded: the other devices around them
+// must not hide or change any hostdev.
+func TestParseDomainXMLAmongOtherDevices(t *testing.T) {
+	_, _, want, err := ParseDomainXML(liveXML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, _, got, err := ParseDomainXML(bigXML())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "win11" || len(got) != len(want) || len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("got %q %+v, want win11 %+v", name, got, want)
+	}
+	if _, _, _, err := ParseDomainXML(`<network><name>x</name></network>`); err == nil {
+		t.Fatal("a document that is not a domain parsed")
+	}
+}
