@@ -12,8 +12,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
-	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/usbctl/usbctl/reconcile"
@@ -115,10 +114,13 @@ type Source struct {
 
 // Parse is Load for sources in memory, merged in the order given.
 func Parse(srcs ...Source) (*Config, Diagnostics) {
-	p := hclparse.NewParser()
+	files := map[string]*hcl.File{}
 	dc := &decoder{cfg: &Config{LibvirtURI: DefaultURI}, domains: map[string]hcl.Range{}, excludes: map[string]hcl.Range{}}
 	for _, s := range srcs {
-		f, diags := p.ParseHCL(s.Data, s.Name)
+		f, diags := hclsyntax.ParseConfig(s.Data, s.Name, hcl.InitialPos)
+		if f != nil {
+			files[s.Name] = f // for diagnostics that quote the source
+		}
 		dc.diags = append(dc.diags, diags...)
 		dc.cfg.Files = append(dc.cfg.Files, s.Name)
 		if f == nil || f.Body == nil {
@@ -127,7 +129,7 @@ func Parse(srcs ...Source) (*Config, Diagnostics) {
 		dc.file(f.Body)
 	}
 	dc.warnOverlaps()
-	out := Diagnostics{Diagnostics: dc.diags, Files: p.Files()}
+	out := Diagnostics{Diagnostics: dc.diags, Files: files}
 	if out.HasErrors() {
 		return nil, out
 	}
@@ -201,7 +203,7 @@ func (dc *decoder) libvirt(b *hcl.Block) {
 	dc.add(diags...)
 	if a, ok := content.Attributes["uri"]; ok {
 		var uri string
-		if d := gohcl.DecodeExpression(a.Expr, nil, &uri); d.HasErrors() {
+		if d := decodeExpr(a.Expr, &uri); d.HasErrors() {
 			dc.add(d...)
 			return
 		}
@@ -234,14 +236,14 @@ func (dc *decoder) domain(b *hcl.Block) {
 	content, diags := b.Body.Content(domainSchema)
 	dc.add(diags...)
 	if a, ok := content.Attributes["priority"]; ok {
-		dc.add(gohcl.DecodeExpression(a.Expr, nil, &dr.Priority)...)
+		dc.add(decodeExpr(a.Expr, &dr.Priority)...)
 	}
 	if a, ok := content.Attributes["preempt"]; ok {
-		dc.add(gohcl.DecodeExpression(a.Expr, nil, &dr.Preempt)...)
+		dc.add(decodeExpr(a.Expr, &dr.Preempt)...)
 	}
 	if a, ok := content.Attributes["mode"]; ok {
 		var mode string
-		if d := gohcl.DecodeExpression(a.Expr, nil, &mode); d.HasErrors() {
+		if d := decodeExpr(a.Expr, &mode); d.HasErrors() {
 			dc.add(d...)
 		} else {
 			switch m := reconcile.Mode(mode); m {
@@ -312,7 +314,7 @@ func (dc *decoder) match(b *hcl.Block, kind string) (reconcile.Match, bool) {
 			return "", hcl.Range{}, false
 		}
 		var s string
-		if d := gohcl.DecodeExpression(a.Expr, nil, &s); d.HasErrors() {
+		if d := decodeExpr(a.Expr, &s); d.HasErrors() {
 			dc.add(d...)
 			return "", a.Expr.Range(), false
 		}
@@ -350,7 +352,7 @@ func (dc *decoder) match(b *hcl.Block, kind string) (reconcile.Match, bool) {
 		}
 		for _, e := range exprs {
 			var s string
-			if d := gohcl.DecodeExpression(e, nil, &s); d.HasErrors() {
+			if d := decodeExpr(e, &s); d.HasErrors() {
 				dc.add(d...)
 				continue
 			}
@@ -425,7 +427,7 @@ func (dc *decoder) classes(a *hcl.Attribute) []string {
 	var out []string
 	for _, e := range items {
 		var s string
-		if d := gohcl.DecodeExpression(e, nil, &s); d.HasErrors() {
+		if d := decodeExpr(e, &s); d.HasErrors() {
 			dc.add(d...)
 			continue
 		}
