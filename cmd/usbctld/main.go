@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -244,6 +245,12 @@ loop:
 			ready = nil // readiness is announced once
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 			log.Info("ready: first sync complete")
+			// Start-up (parsing the config, every domain's XML, the
+			// device list) leaves garbage that the idle daemon would
+			// keep resident until the heap grows past the GC goal,
+			// which may be never: collect it and hand the pages back
+			// now, once.
+			debug.FreeOSMemory()
 		case <-hup:
 			_, _ = d.Reload(ctx)
 		case err := <-errc:
