@@ -251,6 +251,7 @@ loop:
 			// which may be never: collect it and hand the pages back
 			// now, once.
 			debug.FreeOSMemory()
+			trimCHeap()
 		case <-hup:
 			_, _ = d.Reload(ctx)
 		case err := <-errc:
