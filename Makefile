@@ -47,7 +47,7 @@ fuzz-smoke:
 # Performance: go test benchmarks (Plan, controller overhead), then the real
 # usbctld on the sandbox: plug-to-attach against the floor (AttachDeviceFlags
 # on an open connection) and the old virsh-per-event way, idle cost,
-# start-up; one table with targets. ~3 min, as root.
+# start-up; one table with targets. ~4 min, as root.
 bench: deps
 	@bash scripts/bench.sh
 

@@ -5,7 +5,7 @@
 # virsh way, idle cost, start-up) through scripts/umockdev-exec, and ONE
 # table of both: figure, value, target, ratio/ok.
 #
-#   scripts/bench.sh          # the real run (~3 min; a 60 s idle window)
+#   scripts/bench.sh          # the real run (~4 min: 100 plugs per mode, a 60 s idle window)
 #   scripts/bench.sh -smoke   # CI: every benchmark once (~1 min)
 #
 # Extra arguments go to internal/bench (e.g. -plugs 40 -v -logs DIR).

@@ -75,7 +75,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin", "directory with the usbctld binary (go build -o bin/ ./cmd/...)")
-	flag.IntVar(&o.plugs, "plugs", 40, "plugs per mode (a, b, c), interleaved; at most 200")
+	flag.IntVar(&o.plugs, "plugs", 100, "plugs per mode (a, b, c), interleaved; at most 200")
 	flag.DurationVar(&o.idle, "idle", 60*time.Second, "idle window")
 	flag.IntVar(&o.starts, "starts", 5, "start-ups per condition")
 	flag.IntVar(&o.domains, "domains", 50, "domains defined for the start-up measurement")
