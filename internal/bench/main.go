@@ -857,55 +857,66 @@ type idleResult struct {
 	preloadOnlyKiB int64
 }
 
-// fileMappings is the resident KiB of each file pid maps, by path, from
-// /proc/PID/smaps.
-func fileMappings(pid int) (map[string]int64, error) {
+// smapsRSS is the resident KiB of each mapping of pid, from
+// /proc/PID/smaps, with its path ("" for anonymous memory, "[heap]" and
+// the like for the kernel's named ones).
+func smapsRSS(pid int) ([]mapping, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]int64{}
-	name := ""
+	var out []mapping
 	for _, l := range strings.Split(string(b), "\n") {
 		f := strings.Fields(l)
 		switch {
 		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
-			name = ""
-			if len(f) >= 6 && strings.HasPrefix(f[5], "/") {
-				name = f[5]
+			m := mapping{}
+			if len(f) >= 6 {
+				m.path = f[5]
 			}
-		case name != "" && len(f) >= 2 && f[0] == "Rss:":
+			out = append(out, m)
+		case len(out) > 0 && len(f) >= 2 && f[0] == "Rss:":
 			v, _ := strconv.ParseInt(f[1], 10, 64)
-			out[name] += v
+			out[len(out)-1].rssKiB += v
 		}
 	}
 	return out, nil
 }
 
-// topMappings lists the n largest file mappings of pid by resident size,
-// plus the anonymous total, from /proc/PID/smaps.
+type mapping struct {
+	path   string
+	rssKiB int64
+}
+
+// fileMappings is the resident KiB of each file pid maps, by path.
+func fileMappings(pid int) (map[string]int64, error) {
+	ms, err := smapsRSS(pid)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, m := range ms {
+		if strings.HasPrefix(m.path, "/") {
+			out[m.path] += m.rssKiB
+		}
+	}
+	return out, nil
+}
+
+// topMappings lists the n largest mappings of pid by resident size, files
+// by name and anonymous memory (heap, stacks) as one "[anon]".
 func topMappings(pid, n int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	ms, err := smapsRSS(pid)
 	if err != nil {
 		return ""
 	}
 	rss := map[string]int64{}
-	name := ""
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		switch {
-		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
-			name = "[anon]"
-			if len(f) >= 6 {
-				name = filepath.Base(f[5])
-				if strings.HasPrefix(f[5], "[") {
-					name = "[anon]" // heap, stack
-				}
-			}
-		case len(f) >= 2 && f[0] == "Rss:":
-			v, _ := strconv.ParseInt(f[1], 10, 64)
-			rss[name] += v
+	for _, m := range ms {
+		name := "[anon]"
+		if strings.HasPrefix(m.path, "/") {
+			name = filepath.Base(m.path)
 		}
+		rss[name] += m.rssKiB
 	}
 	type kv struct {
 		k string
