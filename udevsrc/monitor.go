@@ -159,9 +159,7 @@ func (m *monitor) run(ctx context.Context, s *Source, handle func(Event)) error 
 				continue
 			}
 			var errno syscall.Errno
-			if !errors.As(err, &errno) {
-				errno = 0
-			}
+			errors.As(err, &errno) // stays 0 if libudev set none
 			switch classifyRecv(errno) {
 			case recvEmpty:
 				return false // park in the netpoller until readable
@@ -179,7 +177,6 @@ func (m *monitor) run(ctx context.Context, s *Source, handle func(Event)) error 
 			case recvBroken:
 				broken = fmt.Errorf("udev monitor: receive: %w", errno)
 				return true
-			default:
 			}
 		}
 	})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,9 +30,7 @@ neither usbctld nor libvirt.`,
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(devs)
+				return writeJSON(cmd.OutOrStdout(), devs)
 			}
 			return printDeviceTree(cmd.OutOrStdout(), devs)
 		},

@@ -3,7 +3,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -52,4 +54,11 @@ func newRootCmd() *cobra.Command {
 		newManCmd(),
 	)
 	return root
+}
+
+// writeJSON is every --json output: indented, one document, newline-ended.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

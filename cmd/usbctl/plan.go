@@ -75,9 +75,7 @@ func readSnapshot(path string) (reconcile.Snapshot, error) {
 
 func printPlan(w io.Writer, res reconcile.Result, asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return writeJSON(w, res)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(res.Actions) == 0 {

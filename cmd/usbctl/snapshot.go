@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -61,9 +60,7 @@ libvirt { uri }, else ` + config.DefaultURI + `.`,
 				defer f.Close()
 				w = f
 			}
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(snap)
+			return writeJSON(w, snap)
 		},
 	}
 	cmd.Flags().StringVar(&uri, "uri", "", "libvirt URI (default: the config's, else "+config.DefaultURI+")")

@@ -41,9 +41,7 @@ running domain and why, and the config in force (and a rejected reload).`,
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return writeJSON(cmd.OutOrStdout(), st)
 			}
 			return printStatus(cmd.OutOrStdout(), st, time.Now(), time.Local)
 		},

@@ -172,17 +172,13 @@ func statusFamilies(st controller.Status) []family {
 	}
 	domains := family{name: "usbctl_domains", help: "libvirt domains, by state and whether the config has rules for them.", typ: typeGauge}
 	for k, n := range doms {
-		domains.series = append(domains.series, series{labels: []label{{"state", k.state}, {"managed", boolLabel(k.managed)}}, value: float64(n)})
+		domains.series = append(domains.series, series{labels: []label{{"state", k.state}, {"managed", strconv.FormatBool(k.managed)}}, value: float64(n)})
 	}
 	perm := 0
 	for _, p := range st.Pending {
 		if p.Permanent {
 			perm++
 		}
-	}
-	rej := 0.0
-	if st.Config.Rejected != nil {
-		rej = 1
 	}
 	return []family{
 		{name: "usbctl_devices", help: "USB devices present, by placement: attached (by usbctl to a running domain) or unassigned.", typ: typeGauge, series: []series{
@@ -196,7 +192,7 @@ func statusFamilies(st controller.Status) []family {
 			{labels: []label{{"permanent", "true"}}, value: float64(perm)},
 		}},
 		gauge("usbctl_conflicts", "Devices the rules cannot place as written.", float64(len(st.Conflicts))),
-		gauge("usbctl_config_reload_rejected", "1 if the newest reload was rejected and older rules stay in force.", rej),
+		gauge("usbctl_config_reload_rejected", "1 if the newest reload was rejected and older rules stay in force.", b2f(st.Config.Rejected != nil)),
 		gauge("usbctl_config_loaded_timestamp_seconds", "When the rules in force were loaded.", unix(st.Config.LoadedAt)),
 		gauge("usbctl_config_rules", "Device rules in force.", float64(st.Config.Rules)),
 		gauge("usbctl_libvirt_connected", "1 while the libvirt connection is up.", b2f(st.Hypervisor.Connected)),
@@ -204,13 +200,6 @@ func statusFamilies(st controller.Status) []family {
 		counter("usbctl_syncs_total", "Syncs done since start.", float64(st.Syncs)),
 		gauge("usbctl_last_sync_timestamp_seconds", "When the last sync finished.", unix(st.LastSync)),
 	}
-}
-
-func boolLabel(b bool) string {
-	if b {
-		return "true"
-	}
-	return "false"
 }
 
 func b2f(b bool) float64 {

@@ -966,25 +966,36 @@ func (b *bench) evictBinary() error {
 	return nil
 }
 
-func (b *bench) idleCost() (*idleResult, error) {
-	ctx := b.ctx
+// startQuiet starts usbctld read from disk (evictBinary) and returns it
+// once it is ready and its start-up work (the first syncs, a GC) is over.
+func (b *bench) startQuiet(preload bool) (*sandbox.Usbctld, error) {
 	if err := b.evictBinary(); err != nil {
 		return nil, err
 	}
-	d, err := b.startDaemon()
+	d, err := b.startDaemonEnv(preload)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.WaitReady(b.ctx, 30*time.Second); err != nil {
+		d.Stop(syscall.SIGTERM)
+		return nil, err
+	}
+	select {
+	case <-time.After(b.quiet()):
+		return d, nil
+	case <-b.ctx.Done():
+		d.Stop(syscall.SIGTERM)
+		return nil, b.ctx.Err()
+	}
+}
+
+func (b *bench) idleCost() (*idleResult, error) {
+	ctx := b.ctx
+	d, err := b.startQuiet(true)
 	if err != nil {
 		return nil, err
 	}
 	defer d.Stop(syscall.SIGTERM)
-	if err := d.WaitReady(ctx, 30*time.Second); err != nil {
-		return nil, err
-	}
-	// Let start-up work (the first syncs, a GC) finish.
-	select {
-	case <-time.After(b.quiet()):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 	st0, err := d.Client().Status(ctx)
 	if err != nil {
 		return nil, err
@@ -1041,22 +1052,11 @@ func (b *bench) idleCost() (*idleResult, error) {
 	d.Stop(syscall.SIGTERM)
 
 	// The same daemon without the umockdev preload, for its memory.
-	if err := b.evictBinary(); err != nil {
-		return nil, err
-	}
-	plain, err := b.startDaemonEnv(false)
+	plain, err := b.startQuiet(false)
 	if err != nil {
 		return nil, err
 	}
 	defer plain.Stop(syscall.SIGTERM)
-	if err := plain.WaitReady(ctx, 30*time.Second); err != nil {
-		return nil, err
-	}
-	select {
-	case <-time.After(b.quiet()):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 	if r.plain, err = sampleProc(plain.Cmd.Process.Pid); err != nil {
 		return nil, err
 	}
