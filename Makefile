@@ -33,7 +33,7 @@ test-udev:
 
 # The libvirt adapter against a real libvirtd and QEMU guests (sandbox).
 test-libvirt:
-	$(GO) test -count=1 -tags umockdev -exec $(CURDIR)/scripts/umockdev-exec ./controller/virt/ ./internal/sandbox/
+	$(GO) test -count=1 -tags umockdev -exec $(CURDIR)/scripts/umockdev-exec ./virt/ ./internal/sandbox/
 
 # The real usbctld binary end to end: sandbox libvirtd, QEMU guests, fake
 # devices; asserted with virsh. -v prints each scenario and the latency.

@@ -21,7 +21,7 @@ import (
 	"github.com/usbctl/usbctl/reconcile"
 )
 
-// Hypervisor is what the controller needs from libvirt. controller/virt
+// Hypervisor is what the controller needs from libvirt. virt
 // implements it; tests use an in-memory fake.
 type Hypervisor interface {
 	ListDomains(ctx context.Context) ([]reconcile.Domain, error)

@@ -27,10 +27,10 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/usbctl/usbctl/controller"
-	"github.com/usbctl/usbctl/controller/virt"
 	"github.com/usbctl/usbctl/internal/promtest"
 	"github.com/usbctl/usbctl/internal/sandbox"
 	"github.com/usbctl/usbctl/internal/umockdev"
+	"github.com/usbctl/usbctl/virt"
 )
 
 // bins holds the binaries under test, built once by TestMain.

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/usbctl/usbctl/controller/virt"
 	"github.com/usbctl/usbctl/internal/sandbox"
 	"github.com/usbctl/usbctl/internal/umockdev"
 	"github.com/usbctl/usbctl/reconcile"
+	"github.com/usbctl/usbctl/virt"
 )
 
 const oneGuest = `

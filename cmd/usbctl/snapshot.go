@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/usbctl/usbctl/config"
-	"github.com/usbctl/usbctl/controller/virt"
 	"github.com/usbctl/usbctl/reconcile"
 	"github.com/usbctl/usbctl/udevsrc"
+	"github.com/usbctl/usbctl/virt"
 )
 
 func newSnapshotCmd() *cobra.Command {

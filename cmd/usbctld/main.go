@@ -27,9 +27,9 @@ import (
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/controller/api"
 	"github.com/usbctl/usbctl/controller/metrics"
-	"github.com/usbctl/usbctl/controller/virt"
 	"github.com/usbctl/usbctl/reconcile"
 	"github.com/usbctl/usbctl/udevsrc"
+	"github.com/usbctl/usbctl/virt"
 )
 
 type options struct {

@@ -50,11 +50,11 @@ import (
 	"golang.org/x/sys/unix"
 	"libvirt.org/go/libvirt"
 
-	"github.com/usbctl/usbctl/controller/virt"
 	"github.com/usbctl/usbctl/internal/sandbox"
 	"github.com/usbctl/usbctl/internal/umockdev"
 	"github.com/usbctl/usbctl/reconcile"
 	"github.com/usbctl/usbctl/udevsrc"
+	"github.com/usbctl/usbctl/virt"
 )
 
 type options struct {
