@@ -190,7 +190,7 @@ func startBench(tb testing.TB, buf int) *benchRig {
 		running("win11"), reconcile.Domain{Name: "backup", State: reconcile.StateShutoff})
 	devs := &fakeDevices{}
 	devs.set(benchBackground()...)
-	c := New(Options{Hypervisor: hv, Devices: devs, Classify: classifyFake}, benchRules(), ConfigStatus{})
+	c := New(Options{Hypervisor: hv, Devices: devs}, benchRules(), ConfigStatus{})
 	rctx, cancel := context.WithCancel(context.Background())
 	r := &benchRig{c: c, hv: hv, cancel: cancel, done: make(chan error, 1)}
 	// Attach runs on the Run goroutine, inside a sync: c.syncs counts the

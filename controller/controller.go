@@ -18,11 +18,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/usbctl/usbctl/failure"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
-// Hypervisor is what the controller needs from libvirt. virt
-// implements it; tests use an in-memory fake.
+// Hypervisor is what the controller needs from libvirt. virt implements it;
+// tests use an in-memory fake. Errors carry their failure.Class (the
+// adapter classifies them where they arise); the controller reads only that.
+//
+// ctx: the controller bounds each call with CallTimeout, and virt checks ctx
+// before every call it makes to libvirt and while it waits between retries.
+// It cannot stop a call already in libvirt, whose C API has no way to cancel
+// one: such a call returns when libvirtd answers, or fails by itself (a
+// domain busy with another job after libvirt's own 30 s wait, a dead
+// connection after the keepalive gives up), whatever ctx says.
 type Hypervisor interface {
 	ListDomains(ctx context.Context) ([]reconcile.Domain, error)
 	Domain(ctx context.Context, name string) (reconcile.Domain, error)
@@ -35,33 +44,11 @@ type DeviceLister interface {
 	List(ctx context.Context) ([]reconcile.Device, error)
 }
 
-// FailureClass tells the controller what a failed hypervisor call means.
-type FailureClass int
-
-const (
-	// Transient failures are retried with capped exponential backoff.
-	Transient FailureClass = iota
-	// Permanent failures are not retried until something relevant
-	// changes: the device is replugged, the domain changes state, the
-	// config is reloaded or libvirt reconnects; and, in case the event
-	// that said so was lost, once per periodic resync.
-	Permanent
-	// DomainGone means the domain vanished or stopped: re-read it, and
-	// wait for it to change like a permanent failure.
-	DomainGone
-	// Disconnected means the libvirt connection is down: nothing is wrong
-	// with the action itself; it runs again after the reconnect.
-	Disconnected
-)
-
 // Options configure a Controller.
 type Options struct {
 	Log        *slog.Logger
 	Hypervisor Hypervisor
 	Devices    DeviceLister
-	// Classify maps an error from Hypervisor to a FailureClass; nil
-	// treats every error as Transient.
-	Classify func(error) FailureClass
 	// URI is shown in status.
 	URI string
 	// Resync is the period of the full re-list of devices and domains
@@ -84,13 +71,13 @@ type Observer interface {
 	SyncDone(d time.Duration)
 	// ActionDone reports an attach or detach: err nil on success, else
 	// the failure and its class.
-	ActionDone(kind reconcile.ActionKind, err error, class FailureClass)
+	ActionDone(kind reconcile.ActionKind, err error, class failure.Class)
 }
 
 type noObserver struct{}
 
-func (noObserver) SyncDone(time.Duration)                               {}
-func (noObserver) ActionDone(reconcile.ActionKind, error, FailureClass) {}
+func (noObserver) SyncDone(time.Duration)                                {}
+func (noObserver) ActionDone(reconcile.ActionKind, error, failure.Class) {}
 
 // actionID names an action across syncs, for backoff bookkeeping.
 type actionID struct {
@@ -99,11 +86,11 @@ type actionID struct {
 	key    reconcile.DeviceKey
 }
 
-type failure struct {
+type failed struct {
 	attempts int
 	lastErr  string
 	next     time.Time // zero for permanent
-	class    FailureClass
+	class    failure.Class
 }
 
 // inputs is what event handlers write and the loop reads, under mu.
@@ -145,7 +132,7 @@ type Controller struct {
 	// Owned by the Run goroutine.
 	rules         reconcile.Rules
 	domains       map[string]reconcile.Domain
-	failures      map[actionID]*failure
+	failures      map[actionID]*failed
 	since         map[string]time.Time // "domain/alias" → first seen attached
 	adopted       map[string]bool
 	devicesListed bool
@@ -183,9 +170,6 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	if opt.Classify == nil {
-		opt.Classify = func(error) FailureClass { return Transient }
-	}
 	if opt.Resync <= 0 {
 		opt.Resync = 5 * time.Minute
 	}
@@ -211,7 +195,7 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 		ready:       make(chan struct{}),
 		rules:       rules,
 		domains:     map[string]reconcile.Domain{},
-		failures:    map[actionID]*failure{},
+		failures:    map[actionID]*failed{},
 		since:       map[string]time.Time{},
 		adopted:     map[string]bool{},
 		reread:      map[string]bool{},
@@ -549,8 +533,8 @@ func (c *Controller) refreshDomain(ctx context.Context, name string) {
 	defer cancel()
 	d, err := c.opt.Hypervisor.Domain(ctx, name)
 	if err != nil {
-		switch c.opt.Classify(err) {
-		case DomainGone:
+		switch failure.ClassOf(err) {
+		case failure.DomainGone:
 			delete(c.domains, name)
 		default:
 			// Keep the cached view and look again at the next sync.
@@ -598,7 +582,7 @@ func (c *Controller) forgetPermanent(all bool, stale map[string]bool, changed []
 	all = all || len(stale) > 0
 	for id, f := range c.failures {
 		if all || keys[id.key] {
-			if f.class != Transient {
+			if f.class != failure.Transient {
 				delete(c.failures, id)
 			}
 		}
@@ -624,29 +608,29 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 		want[id] = true
 		f := c.failures[id]
 		now := c.opt.Now()
-		if f != nil && (f.class != Transient && f.class != Disconnected || now.Before(f.next)) {
+		if f != nil && (f.class != failure.Transient && f.class != failure.Disconnected || now.Before(f.next)) {
 			continue // waiting for its backoff, or for a change
 		}
 		err := c.do(ctx, a)
 		if err == nil {
-			c.opt.Observer.ActionDone(a.Kind, nil, Transient)
+			c.opt.Observer.ActionDone(a.Kind, nil, failure.Transient)
 			delete(c.failures, id)
 			c.log.Info(string(a.Kind), "domain", a.Domain, "alias", a.Alias, "device", a.Key.String(), "reason", a.Reason)
 			c.recordDone(a)
 			continue
 		}
 		if f == nil {
-			f = &failure{}
+			f = &failed{}
 			c.failures[id] = f
 		}
 		f.attempts++
 		f.lastErr = err.Error()
-		f.class = c.opt.Classify(err)
+		f.class = failure.ClassOf(err)
 		c.opt.Observer.ActionDone(a.Kind, err, f.class)
 		switch f.class {
-		case Transient, Disconnected:
+		case failure.Transient, failure.Disconnected:
 			f.next = now.Add(c.backoff(f.attempts))
-		case DomainGone:
+		case failure.DomainGone:
 			f.next = time.Time{}
 			c.mu.Lock()
 			c.in.staleDomains[a.Domain] = true
@@ -786,7 +770,7 @@ func (c *Controller) publish(start time.Time, obs reconcile.Observed, res reconc
 		if !ok {
 			continue // done in this sync
 		}
-		pa := PendingAction{Action: a, Attempts: f.attempts, LastError: f.lastErr, NextRetry: f.next, Permanent: f.class == Permanent || f.class == DomainGone}
+		pa := PendingAction{Action: a, Attempts: f.attempts, LastError: f.lastErr, NextRetry: f.next, Permanent: f.class == failure.Permanent || f.class == failure.DomainGone}
 		st.Pending = append(st.Pending, pa)
 		if !f.next.IsZero() && (next.IsZero() || f.next.Before(next)) {
 			next = f.next

@@ -37,7 +37,7 @@ func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 func newTest(t *testing.T, hv *fakeHV, devs *fakeDevices, r reconcile.Rules) (*Controller, *clock) {
 	t.Helper()
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	c := New(Options{Hypervisor: hv, Devices: devs, Classify: classifyFake, Now: clk.now,
+	c := New(Options{Hypervisor: hv, Devices: devs, Now: clk.now,
 		BackoffMin: time.Second, BackoffMax: 8 * time.Second}, r, ConfigStatus{Files: []string{"test.hcl"}})
 	return c, clk
 }
@@ -346,7 +346,7 @@ func TestRelease(t *testing.T) {
 func TestRunBurst(t *testing.T) {
 	hv := newFakeHV(running("win11"))
 	devs := &fakeDevices{}
-	c := New(Options{Hypervisor: hv, Devices: devs, Classify: classifyFake}, reconcile.Rules{Domains: []reconcile.DomainRules{{
+	c := New(Options{Hypervisor: hv, Devices: devs}, reconcile.Rules{Domains: []reconcile.DomainRules{{
 		Name: "win11", Mode: reconcile.ModeAllow,
 		Devices: []reconcile.Match{{Label: "all-logitech", IDs: []reconcile.IDPattern{{Vendor: "046d"}}}},
 	}}}, ConfigStatus{})

@@ -7,27 +7,17 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/usbctl/usbctl/failure"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
+// The fakes' errors carry their class, as virt's do.
 var (
-	errBusy    = errors.New("fake: device in use")
+	errBusy    = failure.New(failure.Permanent, "fake: device in use")
 	errFlaky   = errors.New("fake: transient failure")
-	errNoDom   = errors.New("fake: no such domain")
-	errOffline = errors.New("fake: connection lost")
+	errNoDom   = failure.New(failure.DomainGone, "fake: no such domain")
+	errOffline = failure.New(failure.Disconnected, "fake: connection lost")
 )
-
-func classifyFake(err error) FailureClass {
-	switch {
-	case errors.Is(err, errBusy):
-		return Permanent
-	case errors.Is(err, errNoDom):
-		return DomainGone
-	case errors.Is(err, errOffline):
-		return Disconnected
-	}
-	return Transient
-}
 
 // fakeHV is an in-memory hypervisor that records every mutating call, like
 // sample-controller's fake clientset: tests seed state, run syncs and compare

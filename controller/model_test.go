@@ -35,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usbctl/usbctl/failure"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -349,10 +350,10 @@ func (w *modelWorld) record(c mCall, err error) {
 	c.err = fmt.Sprint(err)
 	c.outcome = mOK
 	if err != nil {
-		switch classifyFake(err) {
-		case Permanent:
+		switch failure.ClassOf(err) {
+		case failure.Permanent:
 			c.outcome = mWait
-		case DomainGone:
+		case failure.DomainGone:
 			c.outcome = mGone
 			// The loop re-reads the domain, and that may rightly let
 			// any permanent failure try again.
@@ -1056,7 +1057,7 @@ func runModel(seed uint64) (string, []string) {
 	if *modelLog {
 		log = slog.New(slog.NewTextHandler(&logBuf, nil))
 	}
-	m.c = New(Options{Log: log, Hypervisor: m.w, Devices: m.w, Classify: classifyFake, Resync: mResync,
+	m.c = New(Options{Log: log, Hypervisor: m.w, Devices: m.w, Resync: mResync,
 		BackoffMin: mBackoffMin, BackoffMax: mBackoffMax, Now: m.w.now}, m.rules, ConfigStatus{Files: []string{"model.hcl"}})
 	m.w.ctl = m.c
 	ctx, cancel := context.WithCancel(context.Background())

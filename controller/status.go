@@ -94,18 +94,3 @@ type PendingAction struct {
 	NextRetry time.Time `json:"next_retry,omitempty"`
 	Permanent bool      `json:"permanent,omitempty"`
 }
-
-// String names a failure class for logs and metric labels.
-func (c FailureClass) String() string {
-	switch c {
-	case Transient:
-		return "transient"
-	case Permanent:
-		return "permanent"
-	case DomainGone:
-		return "domain-gone"
-	case Disconnected:
-		return "disconnected"
-	}
-	return "unknown"
-}

@@ -39,7 +39,7 @@ func TestStorm(t *testing.T) {
 	hv := newFakeHV(doms...)
 	slow := &slowHV{fakeHV: hv, delay: 20 * time.Microsecond}
 	devs := &fakeDevices{}
-	c := New(Options{Hypervisor: slow, Devices: devs, Classify: classifyFake, Resync: time.Hour}, rules, ConfigStatus{})
+	c := New(Options{Hypervisor: slow, Devices: devs, Resync: time.Hour}, rules, ConfigStatus{})
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)

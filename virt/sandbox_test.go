@@ -5,14 +5,19 @@ package virt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"libvirt.org/go/libvirt"
+
+	"github.com/usbctl/usbctl/failure"
 	"github.com/usbctl/usbctl/internal/sandbox"
 	"github.com/usbctl/usbctl/internal/umockdev"
 	"github.com/usbctl/usbctl/reconcile"
@@ -170,6 +175,95 @@ func TestAgainstLibvirtd(t *testing.T) {
 		if !errors.Is(err, ErrDeviceBusy) {
 			t.Fatalf("got %v, want ErrDeviceBusy", err)
 		}
+		var iu *InUseError
+		if !errors.As(err, &iu) || iu.Domain != "g2" || failure.ClassOf(err) != failure.Permanent {
+			t.Fatalf("got %v, want a permanent InUseError naming g2", err)
+		}
+	})
+
+	// qemu-xhci has 4 ports by default (g1 has nothing else on them).
+	t.Run("no free usb ports", func(t *testing.T) {
+		var plugged []umockdev.USBDevice
+		var attached []reconcile.DeviceKey
+		defer func() {
+			for _, k := range attached {
+				if err := conn.Detach(ctx, "g1", k.Alias()); err != nil {
+					t.Error(err)
+				}
+			}
+			for _, d := range plugged {
+				sb.Unplug(d)
+			}
+		}()
+		for i := 3; i <= 8; i++ {
+			d := umockdev.USBDevice{Bus: 1, Dev: i, Port: fmt.Sprintf("1-%d", i-1), Vendor: "1d6b", Product: fmt.Sprintf("00%02d", i), Interfaces: []string{"030101"}}
+			if err := sb.Plug(d); err != nil {
+				t.Fatal(err)
+			}
+			plugged = append(plugged, d)
+			k := reconcile.DeviceKey{Bus: d.Bus, Dev: d.Dev}
+			err := conn.Attach(ctx, "g1", k)
+			if err == nil {
+				attached = append(attached, k)
+				continue
+			}
+			if !errors.Is(err, ErrNoFreePort) || failure.ClassOf(err) != failure.Transient || !strings.Contains(err.Error(), "ports='15'") {
+				t.Fatalf("attach #%d: got %v, want a transient ErrNoFreePort that says how to add ports", len(attached)+1, err)
+			}
+			return
+		}
+		t.Fatalf("attached %d devices to a 4-port controller", len(attached))
+	})
+
+	t.Run("ctx done before the call", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := conn.Attach(cctx, "g1", key); !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want context.Canceled", err)
+		}
+		if _, err := conn.ListDomains(cctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("ListDomains: got %v, want context.Canceled", err)
+		}
+		if xml, _ := sb.Virsh("dumpxml", "g1"); strings.Contains(xml, key.Alias()) {
+			t.Fatalf("attached although ctx was done:\n%s", xml)
+		}
+	})
+
+	// Another job holds g1 (a monitor command to a stopped QEMU): libvirt
+	// waits 30 s for the state change lock, then fails. ctx cannot cut
+	// that wait short (libvirt has no way to cancel a call), as the
+	// Hypervisor interface says.
+	t.Run("domain busy: state change lock", func(t *testing.T) {
+		pid, err := sb.QEMUPid("g1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		holder := exec.Command("virsh", "-q", "-c", sb.URI(), "qemu-monitor-command", "g1", "--hmp", "info usb")
+		holder.Env = sandbox.CleanEnv()
+		if err := holder.Start(); err != nil {
+			syscall.Kill(pid, syscall.SIGCONT)
+			t.Fatal(err)
+		}
+		defer func() {
+			syscall.Kill(pid, syscall.SIGCONT)
+			holder.Wait()
+		}()
+		time.Sleep(time.Second) // the holder has the job
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		t0 := time.Now()
+		err = conn.Attach(cctx, "g1", key)
+		took := time.Since(t0)
+		if !errors.Is(err, ErrDomainBusy) || failure.ClassOf(err) != failure.Transient || !strings.Contains(err.Error(), "cannot acquire state change lock") {
+			t.Fatalf("got %v, want a transient ErrDomainBusy", err)
+		}
+		if took < 20*time.Second {
+			t.Errorf("the call returned after %v: libvirt's lock wait is 30 s, so the ctx deadline did cut it (update the Hypervisor doc)", took)
+		}
+		t.Logf("state change lock: failed after %v, ctx deadline 2 s", took)
 	})
 
 	// Attaches reuse a cached domain handle: a domain undefined and
@@ -240,8 +334,24 @@ func TestAgainstLibvirtd(t *testing.T) {
 	})
 
 	t.Run("libvirtd killed and restarted", func(t *testing.T) {
+		raw, err := libvirt.NewConnect(sb.URI())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
 		if err := sb.KillLibvirtd(); err != nil {
 			t.Fatal(err)
+		}
+		// What a connection opened before the kill says, classified
+		// as our own Conn would see it before its close callback runs.
+		if _, err := raw.ListAllDomains(0); !errors.Is(classify(err, "list"), ErrConnection) {
+			t.Errorf("first call on a dead connection: %v, want ErrConnection", err)
+		}
+		if _, err := raw.ListAllDomains(0); !errors.Is(classify(err, "list"), ErrConnection) {
+			t.Errorf("second call on a dead connection: %v, want ErrConnection", err)
+		}
+		if _, err := ListDomainsAt(ctx, sb.URI()); !errors.Is(err, ErrConnection) {
+			t.Errorf("connect while libvirtd is down: %v, want ErrConnection", err)
 		}
 		evs.wait(t, "disconnected", func(ev Event) bool { return ev.Kind == EventDisconnected })
 		if _, err := conn.ListDomains(ctx); !errors.Is(err, ErrConnection) {

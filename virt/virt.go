@@ -18,16 +18,6 @@ import (
 	"github.com/usbctl/usbctl/reconcile"
 )
 
-// Errors the controller tells apart: returned errors wrap one of them and
-// name the object.
-var (
-	ErrDeviceMissing    = errors.New("usb device not found by libvirt")
-	ErrDeviceBusy       = errors.New("usb device in use by another domain")
-	ErrDomainNotRunning = errors.New("domain is not running")
-	ErrDomainNotFound   = errors.New("no such domain")
-	ErrConnection       = errors.New("libvirt connection lost")
-)
-
 // EventKind says what happened.
 type EventKind string
 
@@ -277,8 +267,12 @@ func (c *Conn) teardown() {
 }
 
 // current returns the live connection, with a reference of its own so a
-// reconnect cannot close it under the caller.
-func (c *Conn) current() (*libvirt.Connect, error) {
+// reconnect cannot close it under the caller. A done ctx fails it before
+// any call to libvirt.
+func (c *Conn) current(ctx context.Context) (*libvirt.Connect, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("libvirt %s: %w", c.opt.URI, err)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conn == nil {
@@ -291,29 +285,33 @@ func (c *Conn) current() (*libvirt.Connect, error) {
 }
 
 // ListDomains returns every defined domain with its state and, for active
-// ones, the USB hostdevs of its live XML.
+// ones, the USB hostdevs of its live XML. ctx is checked before each
+// domain is read: a call already in libvirt runs to its end.
 func (c *Conn) ListDomains(ctx context.Context) ([]reconcile.Domain, error) {
-	conn, err := c.current()
+	conn, err := c.current(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	return listDomains(conn)
+	return listDomains(ctx, conn)
 }
 
 // ListDomainsAt lists domains over a short-lived read-only connection to
 // uri: for one-shot readers such as usbctl snapshot, which need no events
-// and no write access.
-func ListDomainsAt(uri string) ([]reconcile.Domain, error) {
+// and no write access. ctx is honoured as by ListDomains.
+func ListDomainsAt(ctx context.Context, uri string) ([]reconcile.Domain, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", uri, err)
+	}
 	conn, err := libvirt.NewConnectReadOnly(uri)
 	if err != nil {
 		return nil, classify(err, "connect to "+uri)
 	}
 	defer conn.Close()
-	return listDomains(conn)
+	return listDomains(ctx, conn)
 }
 
-func listDomains(conn *libvirt.Connect) ([]reconcile.Domain, error) {
+func listDomains(ctx context.Context, conn *libvirt.Connect) ([]reconcile.Domain, error) {
 	doms, err := conn.ListAllDomains(0)
 	if err != nil {
 		return nil, classify(err, "list domains")
@@ -321,6 +319,12 @@ func listDomains(conn *libvirt.Connect) ([]reconcile.Domain, error) {
 	out := make([]reconcile.Domain, 0, len(doms))
 	var firstErr error
 	for i := range doms {
+		if err := ctx.Err(); err != nil {
+			for j := i; j < len(doms); j++ {
+				doms[j].Free()
+			}
+			return nil, fmt.Errorf("list domains: %w", err)
+		}
 		d, err := readDomain(&doms[i])
 		doms[i].Free()
 		if err != nil {
@@ -343,7 +347,7 @@ func listDomains(conn *libvirt.Connect) ([]reconcile.Domain, error) {
 
 // Domain reads one domain.
 func (c *Conn) Domain(ctx context.Context, name string) (reconcile.Domain, error) {
-	conn, err := c.current()
+	conn, err := c.current(ctx)
 	if err != nil {
 		return reconcile.Domain{}, err
 	}
@@ -405,14 +409,15 @@ func stateName(s libvirt.DomainState) reconcile.DomainState {
 
 // Attach hotplugs the device at key into the running domain, live only:
 // nothing is written to the persistent XML, so nothing stale is left when
-// the domain stops.
+// the domain stops. ctx is checked before each call to libvirt and ends the
+// wait between the retries below; it cannot cut short a call in libvirt.
 func (c *Conn) Attach(ctx context.Context, domain string, key reconcile.DeviceKey) error {
 	doc, err := HostdevXML(key)
 	if err != nil {
 		return err
 	}
 	alias := key.Alias()
-	return c.withDomain(domain, "attach "+alias+" to "+domain, func(d *libvirt.Domain) error {
+	return c.withDomain(ctx, domain, "attach "+alias+" to "+domain, func(d *libvirt.Domain) error {
 		err := d.AttachDeviceFlags(doc, libvirt.DOMAIN_DEVICE_MODIFY_LIVE)
 		if err == nil || !isOrphan(err, alias) {
 			return err
@@ -435,7 +440,11 @@ func (c *Conn) Attach(ctx context.Context, domain string, key reconcile.DeviceKe
 			if err == nil || !isOrphan(err, alias) || i == 20 {
 				return err
 			}
-			time.Sleep(25 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(25 * time.Millisecond):
+			}
 		}
 	})
 }
@@ -444,14 +453,15 @@ func (c *Conn) Attach(ctx context.Context, domain string, key reconcile.DeviceKe
 // device with our alias as its id.
 func isOrphan(err error, alias string) bool {
 	var le libvirt.Error
-	return errors.As(err, &le) && strings.Contains(le.Message, "Duplicate device ID '"+alias+"'")
+	return errors.As(err, &le) && kindOf(le) == errQEMUHasID && strings.Contains(le.Message, "'"+alias+"'")
 }
 
 // Detach unplugs the hostdev with alias from the running domain. A hostdev
 // that is already gone counts as detached. libvirt returns once QEMU was
-// asked; the device-removed event says when it is done.
+// asked; the device-removed event says when it is done. ctx is checked
+// before the call.
 func (c *Conn) Detach(ctx context.Context, domain, alias string) error {
-	err := c.withDomain(domain, "detach "+alias+" from "+domain, func(d *libvirt.Domain) error {
+	err := c.withDomain(ctx, domain, "detach "+alias+" from "+domain, func(d *libvirt.Domain) error {
 		return d.DetachDeviceAlias(alias, libvirt.DOMAIN_DEVICE_MODIFY_LIVE)
 	})
 	if errors.Is(err, ErrDeviceMissing) {
@@ -460,8 +470,8 @@ func (c *Conn) Detach(ctx context.Context, domain, alias string) error {
 	return err
 }
 
-func (c *Conn) withDomain(name, what string, f func(*libvirt.Domain) error) error {
-	conn, err := c.current()
+func (c *Conn) withDomain(ctx context.Context, name, what string, f func(*libvirt.Domain) error) error {
+	conn, err := c.current(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -479,7 +489,7 @@ func (c *Conn) withDomain(name, what string, f func(*libvirt.Domain) error) erro
 		err = classify(err, what)
 		// A cached handle of a domain undefined and defined again under
 		// the same name names the old one: look it up afresh, once.
-		if cached && try == 0 && errors.Is(err, ErrDomainNotFound) {
+		if cached && try == 0 && errors.Is(err, ErrDomainNotFound) && ctx.Err() == nil {
 			c.forgetDomain(name)
 			continue
 		}
@@ -529,47 +539,4 @@ func (c *Conn) forgetDomain(name string) {
 	if h != nil {
 		h.Free()
 	}
-}
-
-// classify wraps a libvirt error with the sentinel that says what it means
-// for the controller, keeping libvirt's own message.
-func classify(err error, what string) error {
-	var le libvirt.Error
-	if !errors.As(err, &le) {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	msg := le.Message
-	var kind error
-	switch le.Code {
-	case libvirt.ERR_NO_DOMAIN:
-		kind = ErrDomainNotFound
-	case libvirt.ERR_DEVICE_MISSING:
-		kind = ErrDeviceMissing
-	case libvirt.ERR_NO_CONNECT, libvirt.ERR_INVALID_CONN, libvirt.ERR_RPC, libvirt.ERR_SYSTEM_ERROR, libvirt.ERR_AUTH_CANCELLED:
-		kind = ErrConnection
-	case libvirt.ERR_OPERATION_INVALID:
-		switch {
-		case strings.Contains(msg, "is in use by"):
-			kind = ErrDeviceBusy
-		case strings.Contains(msg, "not running"):
-			kind = ErrDomainNotRunning
-		}
-	case libvirt.ERR_INTERNAL_ERROR, libvirt.ERR_OPERATION_FAILED:
-		// "Did not find USB device bus:1 device:9": libvirt has no code
-		// of its own for it.
-		// "no device found with alias X" when detaching what is gone.
-		if strings.Contains(msg, "Did not find USB device") || strings.Contains(msg, "no device found") || strings.Contains(msg, "not found") {
-			kind = ErrDeviceMissing
-		}
-	}
-	if kind == nil {
-		if strings.Contains(msg, "No free USB ports") {
-			// The guest's USB controller is full (qemu-xhci has 4 ports
-			// by default). A detach may free one, so it stays retryable,
-			// but the user needs to know the fix.
-			return fmt.Errorf("%s: %s: give the guest more ports (<controller type='usb' model='qemu-xhci' ports='15'/>) or a usb-hub", what, msg)
-		}
-		return fmt.Errorf("%s: %s", what, msg)
-	}
-	return fmt.Errorf("%s: %s: %w", what, msg, kind)
 }

@@ -41,7 +41,7 @@ libvirt { uri }, else ` + config.DefaultURI + `.`,
 			if err != nil {
 				return err
 			}
-			doms, err := virt.ListDomainsAt(uri)
+			doms, err := virt.ListDomainsAt(cmd.Context(), uri)
 			if err != nil {
 				return fmt.Errorf("libvirt %s: %w (pass --uri if usbctld uses another)", uri, err)
 			}

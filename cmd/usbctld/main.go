@@ -118,23 +118,6 @@ func configStatus(cfg *config.Config, at time.Time) controller.ConfigStatus {
 	return controller.ConfigStatus{Files: cfg.Files, LoadedAt: at, Domains: len(cfg.Rules.Domains), Rules: n, Excludes: len(cfg.Rules.Excludes)}
 }
 
-// classify maps libvirt failures to what the controller should do next.
-func classify(err error) controller.FailureClass {
-	switch {
-	case errors.Is(err, virt.ErrConnection):
-		return controller.Disconnected
-	case errors.Is(err, virt.ErrDomainNotFound), errors.Is(err, virt.ErrDomainNotRunning):
-		return controller.DomainGone
-	case errors.Is(err, virt.ErrDeviceBusy):
-		// Held by a domain's hostdev: either not ours (a person's) or
-		// ours still being detached elsewhere. Wait for a domain to change.
-		return controller.Permanent
-	}
-	// ErrDeviceMissing included: the device may be half-enumerated; its
-	// remove event, if it went, makes the plan drop the action.
-	return controller.Transient
-}
-
 func run(log *slog.Logger, o options) error {
 	cfg, diags := config.Load(o.configs...)
 	if diags.HasErrors() {
@@ -183,7 +166,7 @@ func run(log *slog.Logger, o options) error {
 	met := metrics.New(func() controller.Status { return ctl.Status() })
 	ctl = controller.New(controller.Options{
 		Log: log.With("component", "controller"), Hypervisor: conn, Devices: src,
-		Classify: classify, URI: uri, Resync: o.resync, Observer: met,
+		URI: uri, Resync: o.resync, Observer: met,
 	}, cfg.Rules, configStatus(cfg, time.Now()))
 
 	ln, err := api.Listen(o.socket, gid)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/usbctl/usbctl/controller"
+	"github.com/usbctl/usbctl/failure"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -76,7 +77,7 @@ func New(status StatusFunc) *Metrics {
 	// Zero series for every label value, so rates work from the start.
 	for _, k := range []reconcile.ActionKind{reconcile.Attach, reconcile.Detach} {
 		m.actions[k] = 0
-		for _, c := range []controller.FailureClass{controller.Transient, controller.Permanent, controller.DomainGone, controller.Disconnected} {
+		for _, c := range failure.Classes() {
 			m.failures[failureKey{k, c.String()}] = 0
 		}
 	}
@@ -99,7 +100,7 @@ func (m *Metrics) SyncDone(d time.Duration) {
 }
 
 // ActionDone records the outcome of one attach or detach.
-func (m *Metrics) ActionDone(kind reconcile.ActionKind, err error, class controller.FailureClass) {
+func (m *Metrics) ActionDone(kind reconcile.ActionKind, err error, class failure.Class) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err == nil {

@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/usbctl/usbctl/controller"
+	"github.com/usbctl/usbctl/failure"
 	"github.com/usbctl/usbctl/internal/promtest"
 	"github.com/usbctl/usbctl/reconcile"
 )
@@ -86,7 +87,7 @@ func TestMetrics(t *testing.T) {
 	m.ActionDone(reconcile.Attach, nil, 0)
 	m.ActionDone(reconcile.Attach, nil, 0)
 	m.ActionDone(reconcile.Detach, nil, 0)
-	m.ActionDone(reconcile.Attach, errors.New("busy"), controller.Permanent)
+	m.ActionDone(reconcile.Attach, errors.New("busy"), failure.Permanent)
 	m.SyncDone(3 * time.Millisecond)
 	m.SyncDone(80 * time.Microsecond)
 
@@ -157,8 +158,8 @@ func goldenStatus() (controller.Status, func(*Metrics)) {
 		m.ActionDone(reconcile.Attach, nil, 0)
 		m.ActionDone(reconcile.Attach, nil, 0)
 		m.ActionDone(reconcile.Detach, nil, 0)
-		m.ActionDone(reconcile.Attach, errors.New("busy"), controller.Permanent)
-		m.ActionDone(reconcile.Detach, errors.New("gone"), controller.DomainGone)
+		m.ActionDone(reconcile.Attach, errors.New("busy"), failure.Permanent)
+		m.ActionDone(reconcile.Detach, errors.New("gone"), failure.DomainGone)
 		for _, d := range []time.Duration{50 * time.Microsecond, 100 * time.Microsecond, 3 * time.Millisecond, 3200 * time.Microsecond, time.Second, 20 * time.Second} {
 			m.SyncDone(d)
 		}
@@ -420,7 +421,7 @@ func TestConcurrentUse(t *testing.T) {
 				if w%2 == 1 {
 					kind = reconcile.Detach
 				}
-				m.ActionDone(kind, err, controller.Transient)
+				m.ActionDone(kind, err, failure.Transient)
 				m.SyncDone(time.Duration(i) * time.Microsecond)
 				stMu.Lock()
 				st.Syncs++

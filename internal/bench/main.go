@@ -1287,7 +1287,7 @@ func (b *bench) startupCosts() (*startupCosts, error) {
 		return nil, err
 	}
 	if c.listDomains, err = med(func() error {
-		ds, err := virt.ListDomainsAt(b.sb.URI())
+		ds, err := virt.ListDomainsAt(context.Background(), b.sb.URI())
 		if err == nil && len(ds) != b.o.domains {
 			err = fmt.Errorf("listed %d domains, want %d", len(ds), b.o.domains)
 		}
