@@ -26,6 +26,16 @@ const (
 	DefaultURI  = "qemu:///system"
 )
 
+// DefaultPaths are what usbctld and usbctl read when given no path:
+// DefaultPath, and DefaultDir if it is a directory.
+func DefaultPaths() []string {
+	paths := []string{DefaultPath}
+	if st, err := os.Stat(DefaultDir); err == nil && st.IsDir() {
+		paths = append(paths, DefaultDir)
+	}
+	return paths
+}
+
 // Config is a valid, compiled configuration.
 type Config struct {
 	LibvirtURI string

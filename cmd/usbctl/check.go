@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -23,19 +22,11 @@ what to do about it. It exits 1 if there are errors; warnings alone exit 0.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			paths := args
 			if len(paths) == 0 {
-				paths = defaultConfigPaths()
+				paths = config.DefaultPaths()
 			}
 			return runCheck(cmd.OutOrStdout(), paths)
 		},
 	}
-}
-
-func defaultConfigPaths() []string {
-	paths := []string{config.DefaultPath}
-	if st, err := os.Stat(config.DefaultDir); err == nil && st.IsDir() {
-		paths = append(paths, config.DefaultDir)
-	}
-	return paths
 }
 
 func runCheck(w io.Writer, paths []string) error {

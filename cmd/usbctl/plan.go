@@ -37,7 +37,7 @@ on this host as it sees it now.`,
 				return printPlan(cmd.OutOrStdout(), res, asJSON)
 			}
 			if len(configs) == 0 {
-				configs = defaultConfigPaths()
+				configs = config.DefaultPaths()
 			}
 			cfg, diags := config.Load(configs...)
 			if diags.HasErrors() {

@@ -73,7 +73,7 @@ libvirt { uri }, else ` + config.DefaultURI + `.`,
 // config cannot be read (a snapshot is most wanted when things are broken).
 func uriFromConfig(warn io.Writer, configs []string) string {
 	if len(configs) == 0 {
-		configs = defaultConfigPaths()
+		configs = config.DefaultPaths()
 	}
 	cfg, diags := config.Load(configs...)
 	if diags.HasErrors() || cfg == nil {

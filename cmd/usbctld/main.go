@@ -65,7 +65,7 @@ func main() {
 	_ = fs.Parse(os.Args[1:])
 	o.configs = cfgs
 	if len(o.configs) == 0 {
-		o.configs = defaultConfigPaths()
+		o.configs = config.DefaultPaths()
 	}
 	log, err := newLogger(os.Stderr, o.logLevel, o.logFormat)
 	if err != nil {
@@ -76,14 +76,6 @@ func main() {
 		log.Error("usbctld stopped", "err", err)
 		os.Exit(1)
 	}
-}
-
-func defaultConfigPaths() []string {
-	paths := []string{config.DefaultPath}
-	if st, err := os.Stat(config.DefaultDir); err == nil && st.IsDir() {
-		paths = append(paths, config.DefaultDir)
-	}
-	return paths
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
