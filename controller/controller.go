@@ -12,13 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/usbctl/usbctl/failure"
+	"github.com/usbctl/usbctl/internal/backoff"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -123,6 +123,7 @@ type deviceEvent struct {
 type Controller struct {
 	opt   Options
 	log   *slog.Logger
+	retry backoff.Policy // of failing actions
 	kick  chan struct{}
 	ready chan struct{}
 
@@ -191,6 +192,7 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 	c := &Controller{
 		opt:         opt,
 		log:         opt.Log,
+		retry:       backoff.Policy{Min: opt.BackoffMin, Max: opt.BackoffMax, Jitter: 0.1},
 		kick:        make(chan struct{}, 1),
 		ready:       make(chan struct{}),
 		rules:       rules,
@@ -629,7 +631,7 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 		c.opt.Observer.ActionDone(a.Kind, err, f.class)
 		switch f.class {
 		case failure.Transient, failure.Disconnected:
-			f.next = now.Add(c.backoff(f.attempts))
+			f.next = now.Add(c.retry.Delay(f.attempts))
 		case failure.DomainGone:
 			f.next = time.Time{}
 			c.mu.Lock()
@@ -697,18 +699,6 @@ func (c *Controller) recordDone(a reconcile.Action) {
 	}
 	d.Hostdevs = hs
 	c.domains[a.Domain] = d
-}
-
-func (c *Controller) backoff(attempts int) time.Duration {
-	d := c.opt.BackoffMin
-	for i := 1; i < attempts && d < c.opt.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, c.opt.BackoffMax)
-	// ±10 % jitter, so failures that started together do not retry in
-	// lockstep.
-	j := time.Duration(float64(d) * (rand.Float64()*0.2 - 0.1))
-	return d + j
 }
 
 // publish builds the status snapshot and returns the earliest retry time.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jochenvg/go-udev"
 
+	"github.com/usbctl/usbctl/internal/backoff"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -36,8 +37,8 @@ type Event struct {
 // Source lists and watches USB devices.
 type Source struct {
 	log *slog.Logger
-	// Backoff bounds for re-creating a broken monitor.
-	minBackoff, maxBackoff time.Duration
+	// retry paces the re-creation of a broken monitor.
+	retry backoff.Policy
 }
 
 // New returns a Source that logs to log.
@@ -45,7 +46,7 @@ func New(log *slog.Logger) *Source {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{log: log, minBackoff: 100 * time.Millisecond, maxBackoff: 30 * time.Second}
+	return &Source{log: log, retry: backoff.Policy{Min: 100 * time.Millisecond, Max: 30 * time.Second}}
 }
 
 // List returns the USB devices present, sorted by bus and device number.
@@ -82,7 +83,7 @@ func (s *Source) List(ctx context.Context) ([]reconcile.Device, error) {
 // with capped backoff, followed by an ActionResync event, since events may
 // have been lost meanwhile.
 func (s *Source) Watch(ctx context.Context, handle func(Event)) error {
-	backoff := s.minBackoff
+	failures := 0
 	for {
 		started := time.Now()
 		err := s.watchOnce(ctx, handle)
@@ -90,15 +91,16 @@ func (s *Source) Watch(ctx context.Context, handle func(Event)) error {
 			return ctx.Err()
 		}
 		if time.Since(started) > time.Minute {
-			backoff = s.minBackoff // it ran fine for a while
+			failures = 0 // it ran fine for a while
 		}
-		s.log.Error("udev monitor broke; re-creating it", "err", err, "retry_in", backoff)
+		failures++
+		wait := s.retry.Delay(failures)
+		s.log.Error("udev monitor broke; re-creating it", "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, s.maxBackoff)
 		handle(Event{Action: ActionResync})
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"libvirt.org/go/libvirt"
 
+	"github.com/usbctl/usbctl/internal/backoff"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -146,11 +147,12 @@ func (c *Conn) Close() error {
 
 func (c *Conn) run(ctx context.Context) {
 	defer close(c.done)
-	backoff := c.opt.ReconnectMin
+	retry := backoff.Policy{Min: c.opt.ReconnectMin, Max: c.opt.ReconnectMax}
+	failures := 0
 	for {
 		err := c.connect()
 		if err == nil {
-			backoff = c.opt.ReconnectMin
+			failures = 0
 			c.log.Info("connected to libvirt", "uri", c.opt.URI)
 			c.opt.OnEvent(Event{Kind: EventConnected})
 			select {
@@ -162,16 +164,18 @@ func (c *Conn) run(ctx context.Context) {
 			c.teardown()
 			c.log.Warn("libvirt connection lost; reconnecting", "uri", c.opt.URI)
 			c.opt.OnEvent(Event{Kind: EventDisconnected, Detail: "connection closed"})
-		} else {
-			c.log.Warn("connect to libvirt", "uri", c.opt.URI, "err", err, "retry_in", backoff)
+		}
+		failures++
+		wait := retry.Delay(failures)
+		if err != nil {
+			c.log.Warn("connect to libvirt", "uri", c.opt.URI, "err", err, "retry_in", wait)
 			c.opt.OnEvent(Event{Kind: EventDisconnected, Detail: err.Error()})
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, c.opt.ReconnectMax)
 	}
 }
 
