@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usbctl/usbctl/internal/stats"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -236,15 +237,6 @@ func (r *benchRig) stop() {
 	<-r.done
 }
 
-// benchPercentile returns the nearest-rank q-quantile of sorted xs.
-func benchPercentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(sorted))+0.999999) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
 // BenchmarkEventToAttach measures the latency from ctl.DeviceAdded of a
 // device a rule gives a running domain to the Attach call on the
 // hypervisor (the time taken on entry to benchHV.Attach), one event at a
@@ -295,8 +287,8 @@ func eventToAttach(b *testing.B, events int, replug bool) {
 		b.StartTimer()
 	}
 	slices.Sort(lat)
-	b.ReportMetric(float64(benchPercentile(lat, 0.50)), "p50-ns")
-	b.ReportMetric(float64(benchPercentile(lat, 0.99)), "p99-ns")
+	b.ReportMetric(float64(stats.Percentile(lat, 0.50)), "p50-ns")
+	b.ReportMetric(float64(stats.Percentile(lat, 0.99)), "p99-ns")
 }
 
 // benchBurst sends n DeviceAdded events as fast as possible to a controller

@@ -51,6 +51,7 @@ import (
 	"libvirt.org/go/libvirt"
 
 	"github.com/usbctl/usbctl/internal/sandbox"
+	"github.com/usbctl/usbctl/internal/stats"
 	"github.com/usbctl/usbctl/internal/umockdev"
 	"github.com/usbctl/usbctl/reconcile"
 	"github.com/usbctl/usbctl/udevsrc"
@@ -671,9 +672,9 @@ func (l *latencies) addRows(t *table) {
 	for _, m := range modes {
 		xs := slices.Clone(l.by[m.key])
 		slices.Sort(xs)
-		med[m.key] = percentile(xs, 0.50)
+		med[m.key] = stats.Percentile(xs, 0.50)
 		t.row(fmt.Sprintf("(%s) %s: median", m.key, m.name), fmtDur(med[m.key]), "", "")
-		t.row(fmt.Sprintf("(%s) p95", m.key), fmtDur(percentile(xs, 0.95)), "", "")
+		t.row(fmt.Sprintf("(%s) p95", m.key), fmtDur(stats.Percentile(xs, 0.95)), "", "")
 	}
 	if med["b"] > 0 {
 		r := float64(med["a"]) / float64(med["b"])
@@ -689,7 +690,7 @@ func (l *latencies) addRows(t *table) {
 	}
 	plug := slices.Clone(l.plug)
 	slices.Sort(plug)
-	t.row("sandbox.Plug alone (umockdev creates the fake sysfs, then the uevent), median", fmtDur(percentile(plug, 0.5)), "", "")
+	t.row("sandbox.Plug alone (umockdev creates the fake sysfs, then the uevent), median", fmtDur(stats.Percentile(plug, 0.5)), "", "")
 	// The same plugs timed from before sandbox.Plug: umockdev's ~1 ms of
 	// writing fake sysfs files, which on a real host the kernel does
 	// before its uevent, is added to all three and pulls the ratios
@@ -698,7 +699,7 @@ func (l *latencies) addRows(t *table) {
 	for _, m := range modes {
 		xs := slices.Clone(l.from0[m.key])
 		slices.Sort(xs)
-		m0[m.key] = percentile(xs, 0.50)
+		m0[m.key] = stats.Percentile(xs, 0.50)
 	}
 	t.row("timed from before sandbox.Plug instead: (a) / (b) / (c) medians", fmtDur(m0["a"])+" / "+fmtDur(m0["b"])+" / "+fmtDur(m0["c"]), "", "")
 	if m0["b"] > 0 && m0["a"] > 0 {
@@ -709,20 +710,11 @@ func (l *latencies) addRows(t *table) {
 		slices.Sort(run)
 		slices.Sort(wait)
 		t.row(fmt.Sprintf("(%s) usbctld on CPU / waiting for CPU in the window, medians", m.key),
-			fmtDur(percentile(run, 0.5))+" / "+fmtDur(percentile(wait, 0.5)), "", "")
+			fmtDur(stats.Percentile(run, 0.5))+" / "+fmtDur(stats.Percentile(wait, 0.5)), "", "")
 	}
 	for _, e := range l.extra {
 		t.note("%s", e)
 	}
-}
-
-// percentile is the nearest-rank q-quantile of sorted xs.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(sorted))+0.999999) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 // ---------------------------------------------------------------------------
@@ -1229,7 +1221,7 @@ func (s *startupSet) median(f func(startup) time.Duration) string {
 		xs = append(xs, x)
 	}
 	slices.Sort(xs)
-	return fmtDur(percentile(xs, 0.5))
+	return fmtDur(stats.Percentile(xs, 0.5))
 }
 
 // startupCosts are the pieces a start-up is made of, timed from this
@@ -1257,7 +1249,7 @@ func (b *bench) startupCosts() (*startupCosts, error) {
 			xs = append(xs, time.Since(t0))
 		}
 		slices.Sort(xs)
-		return percentile(xs, 0.5), nil
+		return stats.Percentile(xs, 0.5), nil
 	}
 	var err error
 	virsh := func(args ...string) func() error {
