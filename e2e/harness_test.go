@@ -117,14 +117,15 @@ func newWorld(t *testing.T, guests ...string) *world {
 			t.Errorf("processes left after the scenario: %s", out)
 		}
 	})
-	w.conn, err = virt.Open(ctx, virt.Options{URI: sb.URI(), OnEvent: func(ev virt.Event) {
-		w.evMu.Lock()
-		w.evs = append(w.evs, timedEvent{time.Now(), ev})
-		w.evMu.Unlock()
-	}, ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond})
+	w.conn, err = virt.New(virt.Options{URI: sb.URI(), ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.conn.Start(ctx, func(ev virt.Event) {
+		w.evMu.Lock()
+		w.evs = append(w.evs, timedEvent{time.Now(), ev})
+		w.evMu.Unlock()
+	})
 	for _, g := range guests {
 		if err := sb.DefineGuest(g, sandbox.GuestOptions{}); err != nil {
 			t.Fatal(err)

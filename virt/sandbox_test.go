@@ -82,11 +82,12 @@ func TestAgainstLibvirtd(t *testing.T) {
 	t.Logf("sandbox up in %v", time.Since(start))
 
 	var evs events
-	conn, err := Open(ctx, Options{URI: sb.URI(), Log: log, OnEvent: evs.add, KeepaliveInterval: time.Second, KeepaliveCount: 2, ReconnectMin: 100 * time.Millisecond, ReconnectMax: time.Second})
+	conn, err := New(Options{URI: sb.URI(), Log: log, KeepaliveInterval: time.Second, KeepaliveCount: 2, ReconnectMin: 100 * time.Millisecond, ReconnectMax: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	conn.Start(ctx, evs.add)
 	evs.wait(t, "connected", func(ev Event) bool { return ev.Kind == EventConnected })
 
 	for _, g := range []string{"g1", "g2"} {

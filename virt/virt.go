@@ -46,9 +46,6 @@ type Event struct {
 type Options struct {
 	URI string
 	Log *slog.Logger
-	// OnEvent is called from libvirt's event loop goroutine (or the
-	// connection goroutine); it must not block.
-	OnEvent func(Event)
 	// Keepalive: a ping every KeepaliveInterval; the connection is dead
 	// after KeepaliveCount unanswered pings. Defaults 5 s and 3.
 	KeepaliveInterval time.Duration
@@ -87,11 +84,13 @@ func startEventLoop(log *slog.Logger) error {
 
 // Conn is a self-healing libvirt connection.
 type Conn struct {
-	opt    Options
-	log    *slog.Logger
-	cancel context.CancelFunc
-	done   chan struct{}
-	lost   chan struct{} // the close callback fired
+	opt Options
+	log *slog.Logger
+	// Set once by Start, read by Close and the connection goroutine.
+	onEvent func(Event)
+	cancel  context.CancelFunc
+	done    chan struct{}
+	lost    chan struct{} // the close callback fired
 
 	mu   sync.Mutex
 	conn *libvirt.Connect
@@ -100,15 +99,14 @@ type Conn struct {
 	doms map[string]*libvirt.Domain
 }
 
-// Open starts connecting in the background and returns at once: a daemon
-// must come up even when libvirtd is down, and connect when it appears.
-// Events flow to opt.OnEvent; EventConnected follows each connect.
-func Open(ctx context.Context, opt Options) (*Conn, error) {
+// New returns a connection that is not started: nothing connects and no
+// event is delivered until Start. Build whatever consumes the events first,
+// then Start (the order of sample-controller's main: informers start after
+// the controller they feed exists). Until Start, every call fails with
+// ErrConnection.
+func New(opt Options) (*Conn, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
-	}
-	if opt.OnEvent == nil {
-		opt.OnEvent = func(Event) {}
 	}
 	if opt.KeepaliveInterval <= 0 {
 		opt.KeepaliveInterval = 5 * time.Second
@@ -125,10 +123,28 @@ func Open(ctx context.Context, opt Options) (*Conn, error) {
 	if err := startEventLoop(opt.Log); err != nil {
 		return nil, err
 	}
+	return &Conn{opt: opt, log: opt.Log, done: make(chan struct{}), lost: make(chan struct{}, 1), doms: map[string]*libvirt.Domain{}}, nil
+}
+
+// Start connects in the background and returns at once: a daemon must come
+// up even when libvirtd is down, and connect when it appears. Events go to
+// onEvent (nil for none), called from libvirt's event loop goroutine or the
+// connection goroutine; it must not block. EventConnected follows each
+// connect. Call Start once; Close ends what it started.
+func (c *Conn) Start(ctx context.Context, onEvent func(Event)) {
+	if onEvent == nil {
+		onEvent = func(Event) {}
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	c := &Conn{opt: opt, log: opt.Log, cancel: cancel, done: make(chan struct{}), lost: make(chan struct{}, 1), doms: map[string]*libvirt.Domain{}}
+	c.mu.Lock()
+	if c.cancel != nil {
+		c.mu.Unlock()
+		cancel()
+		panic("virt: Conn.Start called twice")
+	}
+	c.onEvent, c.cancel = onEvent, cancel
+	c.mu.Unlock()
 	go c.run(ctx)
-	return c, nil
 }
 
 // Connected reports whether the connection is up now.
@@ -138,9 +154,16 @@ func (c *Conn) Connected() bool {
 	return c.conn != nil
 }
 
-// Close disconnects and stops reconnecting.
+// Close disconnects and stops reconnecting. A Conn never started has
+// nothing to close.
 func (c *Conn) Close() error {
-	c.cancel()
+	c.mu.Lock()
+	cancel := c.cancel
+	c.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
 	<-c.done
 	return nil
 }
@@ -154,7 +177,7 @@ func (c *Conn) run(ctx context.Context) {
 		if err == nil {
 			failures = 0
 			c.log.Info("connected to libvirt", "uri", c.opt.URI)
-			c.opt.OnEvent(Event{Kind: EventConnected})
+			c.onEvent(Event{Kind: EventConnected})
 			select {
 			case <-ctx.Done():
 				c.teardown()
@@ -163,13 +186,13 @@ func (c *Conn) run(ctx context.Context) {
 			}
 			c.teardown()
 			c.log.Warn("libvirt connection lost; reconnecting", "uri", c.opt.URI)
-			c.opt.OnEvent(Event{Kind: EventDisconnected, Detail: "connection closed"})
+			c.onEvent(Event{Kind: EventDisconnected, Detail: "connection closed"})
 		}
 		failures++
 		wait := retry.Delay(failures)
 		if err != nil {
 			c.log.Warn("connect to libvirt", "uri", c.opt.URI, "err", err, "retry_in", wait)
-			c.opt.OnEvent(Event{Kind: EventDisconnected, Detail: err.Error()})
+			c.onEvent(Event{Kind: EventDisconnected, Detail: err.Error()})
 		}
 		select {
 		case <-ctx.Done():
@@ -223,7 +246,7 @@ func (c *Conn) connect() error {
 	}
 	emit := func(kind EventKind, d *libvirt.Domain, alias, detail string) {
 		name, _ := d.GetName()
-		c.opt.OnEvent(Event{Kind: kind, Domain: name, Alias: alias, Detail: detail})
+		c.onEvent(Event{Kind: kind, Domain: name, Alias: alias, Detail: detail})
 	}
 	if err := reg(conn.DomainEventLifecycleRegister(nil, func(_ *libvirt.Connect, d *libvirt.Domain, ev *libvirt.DomainEventLifecycle) {
 		emit(EventLifecycle, d, "", ev.String())

@@ -72,7 +72,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usbctld:", err)
 		os.Exit(2)
 	}
-	if err := run(log, o); err != nil {
+	if err := run(context.Background(), log, o); err != nil {
 		log.Error("usbctld stopped", "err", err)
 		os.Exit(1)
 	}
@@ -110,7 +110,9 @@ func configStatus(cfg *config.Config, at time.Time) controller.ConfigStatus {
 	return controller.ConfigStatus{Files: cfg.Files, LoadedAt: at, Domains: len(cfg.Rules.Domains), Rules: n, Excludes: len(cfg.Rules.Excludes)}
 }
 
-func run(log *slog.Logger, o options) error {
+// run is the daemon until SIGINT or SIGTERM, ctx is done (tests), or a part
+// of it fails.
+func run(ctx context.Context, log *slog.Logger, o options) error {
 	cfg, diags := config.Load(o.configs...)
 	if diags.HasErrors() {
 		_ = diags.Write(os.Stderr, 0, false)
@@ -132,13 +134,28 @@ func run(log *slog.Logger, o options) error {
 		gid, _ = strconv.Atoi(g.Gid)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	// Wire first, then start: the controller exists before anything can
+	// deliver an event into it (libvirt's connection calls back from the
+	// moment it starts; the udev watch and the loop start further down).
+	conn, err := virt.New(virt.Options{URI: uri, Log: log.With("component", "libvirt")})
+	if err != nil {
+		return fmt.Errorf("libvirt %s: %w", uri, err)
+	}
+	defer conn.Close()
+	src := udevsrc.New(log.With("component", "udev"))
 	var ctl *controller.Controller
+	// Status is read only by /metrics requests, served once ctl is set.
+	met := metrics.New(func() controller.Status { return ctl.Status() })
+	ctl = controller.New(controller.Options{
+		Log: log.With("component", "controller"), Hypervisor: conn, Devices: src,
+		URI: uri, Resync: o.resync, Observer: met,
+	}, cfg.Rules, configStatus(cfg, time.Now()))
 	// The connection outlives the signal: --release-on-stop detaches
 	// through it after SIGTERM. conn.Close ends it.
-	conn, err := virt.Open(context.WithoutCancel(ctx), virt.Options{URI: uri, Log: log.With("component", "libvirt"), OnEvent: func(ev virt.Event) {
+	conn.Start(context.WithoutCancel(ctx), func(ev virt.Event) {
 		switch ev.Kind {
 		case virt.EventConnected:
 			ctl.HypervisorConnected()
@@ -149,17 +166,7 @@ func run(log *slog.Logger, o options) error {
 				ctl.DomainChanged(ev.Domain)
 			}
 		}
-	}})
-	if err != nil {
-		return fmt.Errorf("libvirt %s: %w", uri, err)
-	}
-	defer conn.Close()
-	src := udevsrc.New(log.With("component", "udev"))
-	met := metrics.New(func() controller.Status { return ctl.Status() })
-	ctl = controller.New(controller.Options{
-		Log: log.With("component", "controller"), Hypervisor: conn, Devices: src,
-		URI: uri, Resync: o.resync, Observer: met,
-	}, cfg.Rules, configStatus(cfg, time.Now()))
+	})
 
 	ln, err := api.Listen(o.socket, gid)
 	if err != nil {

@@ -361,7 +361,12 @@ type watcher struct {
 
 func newWatcher(ctx context.Context, uri string) (*watcher, error) {
 	w := &watcher{ch: make(chan timedEvent, 4096)}
-	conn, err := virt.Open(ctx, virt.Options{URI: uri, OnEvent: func(ev virt.Event) {
+	conn, err := virt.New(virt.Options{URI: uri, ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	w.conn = conn
+	conn.Start(ctx, func(ev virt.Event) {
 		at := time.Now()
 		w.total.Add(1)
 		select {
@@ -369,11 +374,7 @@ func newWatcher(ctx context.Context, uri string) (*watcher, error) {
 		default:
 			w.dropped.Add(1)
 		}
-	}, ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond})
-	if err != nil {
-		return nil, err
-	}
-	w.conn = conn
+	})
 	if _, err := w.wait(ctx, 30*time.Second, func(ev virt.Event) bool { return ev.Kind == virt.EventConnected }); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("event watcher: %w", err)
