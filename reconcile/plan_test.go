@@ -1,13 +1,60 @@
 package reconcile
 
 import (
+	"encoding/json"
+	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden Results in testdata/plan")
+
+// goldenName turns a table case's name into a file name.
+func goldenName(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	return strings.TrimSuffix(b.String(), "-") + ".json"
+}
+
+// checkGolden compares the whole Result, as JSON, with its golden file:
+// every action with its reason, every placement, every conflict. The
+// goldens are the spec of Plan; review them by hand after -update.
+func checkGolden(t *testing.T, name string, r Result) {
+	t.Helper()
+	got, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	path := filepath.Join("testdata", "plan", goldenName(name))
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./reconcile -run TestPlanTable -update writes it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("Result differs from %s (go test -update rewrites it; review the diff):\n%s", path, got)
+	}
+}
 
 func d(bus, dev int, id, port string) Device {
 	return Device{Bus: bus, Dev: dev, Vendor: id[:4], Product: id[5:], Port: port, Class: "00"}
@@ -332,6 +379,7 @@ func TestPlanTable(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Plan(tc.rules, tc.obs)
+			checkGolden(t, tc.name, r)
 			if got := acts(r); !slices.Equal(got, tc.want) {
 				t.Errorf("actions:\n got  %q\n want %q", got, tc.want)
 			}
