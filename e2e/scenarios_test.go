@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -42,11 +43,12 @@ func TestPlugUnplug(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		d := usb(2+i, "1-1", "046d", "c52b", "")
 		lats = append(lats, w.plugTimed("g1", d))
-		st := w.status()
-		ds, _ := domainStatus(st, "g1")
-		if len(ds.Attached) != 1 || ds.Attached[0].Alias != alias(d) || !strings.Contains(ds.Attached[0].Rule, `device "receiver"`) {
-			t.Fatalf("status does not show %s on g1 by rule receiver: %+v", alias(d), ds)
-		}
+		// libvirt's device-added event can arrive before the sync that
+		// attached the device has published its status: wait for it.
+		w.eventually(fmt.Sprintf("status shows %s on g1 by rule receiver", alias(d)), 5*time.Second, func() bool {
+			ds, _ := domainStatus(w.status(), "g1")
+			return len(ds.Attached) == 1 && ds.Attached[0].Alias == alias(d) && strings.Contains(ds.Attached[0].Rule, `device "receiver"`)
+		})
 		w.unplug(d)
 		w.waitDetached("g1", alias(d))
 	}
