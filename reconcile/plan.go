@@ -446,14 +446,16 @@ func wanted(x, deny *ruleIndex, doms []DomainRules, broad []int, d Device, buf [
 			out = addWant(out, want{dom: r.dom, dev: -2})
 		}
 	}
-	refused := out[n:]
-	out = out[:n]
+	// Append after the refusals, then drop them: appending over them
+	// while reading them let a broad domain listed before a deny domain
+	// erase that domain's refusal.
+	m := len(out)
 	for _, i := range broad {
-		if !slices.ContainsFunc(refused, func(w want) bool { return w.dom == i }) {
+		if !slices.ContainsFunc(out[n:m], func(w want) bool { return w.dom == i }) {
 			out = append(out, want{dom: i, dev: -1})
 		}
 	}
-	return buf, out
+	return buf, append(out[:n], out[m:]...)
 }
 
 // addWant keeps one entry per domain: its lowest-numbered matching block.

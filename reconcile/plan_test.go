@@ -265,6 +265,15 @@ func TestPlanTable(t *testing.T) {
 			want:  []string{"attach a 001:003"},
 		},
 		{
+			// Found by comparing Plan with its rewrite on random worlds:
+			// a refusal of b was overwritten by a's want.
+			name:   "mode deny refuses its listed devices whatever domains come before it",
+			rules:  Rules{Domains: []DomainRules{dom("a", 0, ModeAll), dom("b", 0, ModeDeny, idm("rx", "046d:c52b"))}},
+			obs:    Observed{Devices: []Device{receiver, yubiA}, Domains: []Domain{off("a"), run("b")}},
+			want:   []string{"attach b 001:003"},
+			reason: map[DeviceKey]string{k(receiver): "wanted by a, which is not running"},
+		},
+		{
 			name: "exclude wins over everything and detaches what we placed",
 			rules: Rules{Domains: []DomainRules{dom("a", 100, ModeAll)},
 				Excludes: []Match{{Label: "host-kbd", Source: "u.hcl:3", IDs: []IDPattern{{Vendor: "046d", Product: "c52b"}}}}},
