@@ -2,206 +2,134 @@ package reconcile
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
 )
 
-// Matches reports whether m matches d, and whether it matched exactly: by an
-// exact vendor:product or by serial. Only exact matches may place a hub.
-// Every criterion that is set must match; within IDs and Classes one entry is
-// enough. A Match with no criterion matches nothing.
-func Matches(m Match, d Device) (ok, exact bool) {
-	if len(m.IDs) == 0 && m.Serial == "" && m.Port == nil && len(m.Classes) == 0 {
-		return false, false
-	}
-	if len(m.IDs) > 0 {
-		hit := false
-		for _, p := range m.IDs {
-			if (p.Vendor == "" || p.Vendor == d.Vendor) && (p.Product == "" || p.Product == d.Product) {
-				hit = true
-				exact = exact || p.Exact()
-			}
+// Plan decides, for the world in obs, which devices must be attached to or
+// detached from which domains under rules. It does no I/O and its output
+// depends only on its input, not on the order of slices in it.
+//
+// For each present device it decides a placement (place), then derives the
+// conflict that placement reports (conflict) and the hostdevs to detach and
+// attach to carry it out (moves); hostdevs of devices that are gone are
+// detached last (unplugged). Every decision is a PlacementKind; the words
+// of reasons are rendered from it (explain.go).
+func Plan(rules Rules, obs Observed) Result {
+	pl := newPlanner(rules, obs)
+	res := Result{Placements: make([]Placement, 0, len(pl.devices))}
+	for _, d := range pl.devices {
+		dec := pl.place(d)
+		p := pl.placement(d, dec)
+		if c, ok := pl.conflict(d, dec); ok {
+			res.Conflicts = append(res.Conflicts, c)
 		}
-		if !hit {
-			return false, false
-		}
+		res.Actions = pl.moves(res.Actions, d, dec, &p)
+		res.Placements = append(res.Placements, p)
 	}
-	if m.Serial != "" {
-		if m.Serial != d.Serial {
-			return false, false
-		}
-		exact = true
-	}
-	if m.Port != nil && !portMatches(*m.Port, d.Port) {
-		return false, false
-	}
-	if len(m.Classes) > 0 && !classMatches(m.Classes, d) {
-		return false, false
-	}
-	return true, exact
+	res.Actions = pl.unplugged(res.Actions)
+	sortActions(res.Actions)
+	return res
 }
 
-func portMatches(p PortPattern, port string) bool {
-	if p.Subtree {
-		return strings.HasPrefix(port, p.Path+".")
-	}
-	return port == p.Path
-}
+// via says how a domain wants a device.
+type via uint8
 
-func classMatches(classes []string, d Device) bool {
-	for _, c := range classes {
-		if c == d.Class {
-			return true
-		}
-		for _, ic := range d.InterfaceClasses {
-			if c == ic {
-				return true
-			}
-		}
-	}
-	return false
-}
+const (
+	viaBlock via = iota // one of its device blocks matches (mode allow)
+	viaMode             // mode deny or all, and no block refuses it
+)
 
-// ruleRef points at one device block of one domain (or one exclude block
-// when dom is -1).
-type ruleRef struct {
-	dom, dev int
-}
-
-// ruleIndex finds the blocks that may match a device without trying every
-// block: each block is filed under its most selective criterion, and a
-// device looks up only the keys it has. Candidates are then checked with
-// Matches, so the index only has to be complete, not exact.
-type ruleIndex struct {
-	byID                     map[IDPattern][]ruleRef
-	byVendor, byProduct      map[string][]ruleRef
-	bySerial, byPort, byTree map[string][]ruleRef
-	byClass                  map[string][]ruleRef
-}
-
-func newRuleIndex() *ruleIndex {
-	return &ruleIndex{
-		byID: map[IDPattern][]ruleRef{}, byVendor: map[string][]ruleRef{}, byProduct: map[string][]ruleRef{},
-		bySerial: map[string][]ruleRef{}, byPort: map[string][]ruleRef{}, byTree: map[string][]ruleRef{},
-		byClass: map[string][]ruleRef{},
-	}
-}
-
-func (x *ruleIndex) add(r ruleRef, m Match) {
-	switch {
-	case len(m.IDs) > 0:
-		for _, p := range m.IDs {
-			switch {
-			case p.Vendor != "" && p.Product != "":
-				x.byID[p] = append(x.byID[p], r)
-			case p.Vendor != "":
-				x.byVendor[p.Vendor] = append(x.byVendor[p.Vendor], r)
-			case p.Product != "":
-				x.byProduct[p.Product] = append(x.byProduct[p.Product], r)
-			default:
-				// "*:*" is rejected by config; index it where every
-				// device looks so the index stays complete anyway.
-				x.byClass[""] = append(x.byClass[""], r)
-			}
-		}
-	case m.Serial != "":
-		x.bySerial[m.Serial] = append(x.bySerial[m.Serial], r)
-	case m.Port != nil && m.Port.Subtree:
-		x.byTree[m.Port.Path] = append(x.byTree[m.Port.Path], r)
-	case m.Port != nil:
-		x.byPort[m.Port.Path] = append(x.byPort[m.Port.Path], r)
-	case len(m.Classes) > 0:
-		for _, c := range m.Classes {
-			x.byClass[c] = append(x.byClass[c], r)
-		}
-	}
-}
-
-// candidates appends to buf every block filed under a key of d.
-func (x *ruleIndex) candidates(d Device, buf []ruleRef) []ruleRef {
-	buf = append(buf, x.byID[IDPattern{Vendor: d.Vendor, Product: d.Product}]...)
-	buf = append(buf, x.byVendor[d.Vendor]...)
-	buf = append(buf, x.byProduct[d.Product]...)
-	if d.Serial != "" {
-		buf = append(buf, x.bySerial[d.Serial]...)
-	}
-	buf = append(buf, x.byPort[d.Port]...)
-	// Every ancestor port: "1-4.2.1" is behind "1-4.2" and "1-4".
-	for p := d.Port; ; {
-		i := strings.LastIndexByte(p, '.')
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-		buf = append(buf, x.byTree[p]...)
-	}
-	buf = append(buf, x.byClass[""]...)
-	buf = append(buf, x.byClass[d.Class]...)
-	for _, c := range d.InterfaceClasses {
-		if c != d.Class {
-			buf = append(buf, x.byClass[c]...)
-		}
-	}
-	return buf
-}
-
-// want is one domain wanting one device, through device block dev (-1 for
-// mode deny/all). The rule's text is built only for the winner: formatting
-// it for every candidate dominated Plan's cost at scale.
+// want is one domain wanting one device. The rule's text is built only for
+// the domain that gets the device: formatting it for every candidate
+// dominated Plan's cost at scale.
 type want struct {
-	dom int // index into Rules.Domains
-	dev int
+	dom   int // index into Rules.Domains
+	via   via
+	block int // with viaBlock, the domain's first block that matches
 }
 
-func (w want) explicit() bool { return w.dev >= 0 }
+func (w want) explicit() bool { return w.via == viaBlock }
 
-func (w want) rule(doms []DomainRules) string {
-	dr := doms[w.dom]
-	if w.dev >= 0 {
-		return fmt.Sprintf("domain %q %s", dr.Name, describe("device", dr.Devices[w.dev]))
-	}
-	rule := fmt.Sprintf("domain %q mode %s", dr.Name, dr.Mode)
-	if dr.Source != "" {
-		rule += " (" + dr.Source + ")"
-	}
-	return rule
-}
-
+// holder is a hostdev of an active domain that holds a device.
 type holder struct {
 	domain string
 	alias  string
 	owned  bool
 }
 
-// Plan decides, for the world in obs, which devices must be attached to or
-// detached from which domains under rules. It does no I/O and its output
-// depends only on its input, not on the order of slices in it.
-func Plan(rules Rules, obs Observed) Result {
+// decision is what Plan decided for one present device, before any words.
+// Its slices point into the planner's buffers: use it before the next place.
+type decision struct {
+	kind PlacementKind
+	// exclude is the exclude block that matched (Excluded).
+	exclude int
+	// idle are the stopped domains that want the device (NotRunning),
+	// sorted, without duplicates.
+	idle []string
+	// foreign are the domains holding it through hostdevs usbctl does not
+	// own (HeldForeign; the first is HeldBy), in holder order.
+	foreign []string
+	// active are the running domains that want it, best first (Placed,
+	// Kept, HeldForeign); chosen is where it goes (Placed, Kept).
+	active []want
+	chosen want
+}
+
+// planner is one Plan call: the rules indexed, who holds what, and the
+// buffers reused from device to device.
+type planner struct {
+	rules     Rules
+	doms      []DomainRules
+	allow     *ruleIndex[ruleRef] // blocks of allow domains: what they want
+	refusals  *ruleIndex[ruleRef] // blocks of deny domains: what they refuse
+	broad     []int               // deny and all domains: they consider every device
+	excludes  *ruleIndex[int]
+	activeDom []bool // by index into doms
+	holders   map[DeviceKey][]holder
+	// foreignByID are the domains with a hostdev that names its device by
+	// vendor:product only, and idCount how many present devices have each
+	// vendor:product: such a hostdev holds a device only if it is the one.
+	foreignByID map[IDPattern][]string
+	idCount     map[IDPattern]int
+	devices     []Device // sorted by key
+	present     map[DeviceKey]bool
+	names       ruleNames
+
+	refs     []ruleRef
+	exRefs   []int
+	wants    []want
+	active   []want
+	idle     []string
+	refused  []int
+	foreignB []string
+}
+
+func newPlanner(rules Rules, obs Observed) *planner {
 	doms := rules.Domains
-	idx := newRuleIndex()
-	denyIdx := newRuleIndex() // the blocks of deny domains: what they refuse
-	var broad []int           // deny and all domains: they consider every device
+	pl := &planner{
+		rules: rules, doms: doms,
+		allow: newRuleIndex[ruleRef](), refusals: newRuleIndex[ruleRef](), excludes: newRuleIndex[int](),
+		holders: map[DeviceKey][]holder{}, foreignByID: map[IDPattern][]string{},
+		names: ruleNames{texts: map[want]string{}},
+	}
 	for i, dr := range doms {
-		x := idx
+		x := pl.allow
 		if dr.Mode == ModeDeny || dr.Mode == ModeAll {
-			broad = append(broad, i)
-			x = denyIdx
+			pl.broad = append(pl.broad, i)
+			x = pl.refusals
 		}
 		for j, m := range dr.Devices {
-			x.add(ruleRef{dom: i, dev: j}, m)
+			x.add(ruleRef{dom: i, block: j}, m)
 		}
 	}
-	exIdx := newRuleIndex()
 	for j, m := range rules.Excludes {
-		exIdx.add(ruleRef{dom: -1, dev: j}, m)
+		pl.excludes.add(j, m)
 	}
 
 	// Who holds what, from the live XML of active domains.
 	state := make(map[string]DomainState, len(obs.Domains))
-	holders := map[DeviceKey][]holder{}
-	foreignByID := map[IDPattern][]string{} // domains with hostdevs that name a device by id only
 	for _, dm := range obs.Domains {
 		state[dm.Name] = dm.State
 		if !dm.State.Active() {
@@ -209,15 +137,14 @@ func Plan(rules Rules, obs Observed) Result {
 		}
 		for _, h := range dm.Hostdevs {
 			if k, ok := h.Key(); ok {
-				holders[k] = append(holders[k], holder{domain: dm.Name, alias: h.Alias, owned: h.Owned()})
+				pl.holders[k] = append(pl.holders[k], holder{domain: dm.Name, alias: h.Alias, owned: h.Owned()})
 			} else if !h.Owned() && h.Vendor != "" && h.Product != "" {
 				id := IDPattern{Vendor: h.Vendor, Product: h.Product}
-				foreignByID[id] = append(foreignByID[id], dm.Name)
+				pl.foreignByID[id] = append(pl.foreignByID[id], dm.Name)
 			}
 		}
 	}
-	for k := range holders {
-		hs := holders[k]
+	for _, hs := range pl.holders {
 		sort.Slice(hs, func(i, j int) bool {
 			if hs[i].domain != hs[j].domain {
 				return hs[i].domain < hs[j].domain
@@ -225,266 +152,157 @@ func Plan(rules Rules, obs Observed) Result {
 			return hs[i].alias < hs[j].alias
 		})
 	}
-
-	activeDom := make([]bool, len(doms))
+	pl.activeDom = make([]bool, len(doms))
 	for i, dr := range doms {
-		activeDom[i] = state[dr.Name].Active()
+		pl.activeDom[i] = state[dr.Name].Active()
 	}
 
-	devs := make([]Device, len(obs.Devices))
-	copy(devs, obs.Devices)
-	sort.Slice(devs, func(i, j int) bool { return devs[i].Key().Less(devs[j].Key()) })
-	idCount := make(map[IDPattern]int, len(devs))
-	for _, d := range devs {
-		idCount[IDPattern{Vendor: d.Vendor, Product: d.Product}]++
+	pl.devices = make([]Device, len(obs.Devices))
+	copy(pl.devices, obs.Devices)
+	sort.Slice(pl.devices, func(i, j int) bool { return pl.devices[i].Key().Less(pl.devices[j].Key()) })
+	pl.idCount = make(map[IDPattern]int, len(pl.devices))
+	pl.present = make(map[DeviceKey]bool, len(pl.devices))
+	for _, d := range pl.devices {
+		pl.idCount[IDPattern{Vendor: d.Vendor, Product: d.Product}]++
+		pl.present[d.Key()] = true
 	}
+	return pl
+}
 
-	res := Result{Placements: make([]Placement, 0, len(devs))}
-	present := make(map[DeviceKey]bool, len(devs))
-	names := ruleNames{blocks: map[want]string{}}
-	var buf []ruleRef
-	var wants, active []want
-	var idle []string
-	for _, d := range devs {
-		k := d.Key()
-		present[k] = true
-		p := Placement{Device: d}
-		hs := holders[k]
-		var foreign []string
-		for _, h := range hs {
-			if !h.owned {
-				foreign = append(foreign, h.domain)
-			}
-		}
-		// A hand-made hostdev that names the device only by id holds it
-		// if no other present device has that id.
-		if id := (IDPattern{Vendor: d.Vendor, Product: d.Product}); len(foreignByID[id]) > 0 && idCount[id] == 1 {
-			ds := foreignByID[id]
-			foreign = append(foreign, ds...)
-		}
-
-		target := ""
-		if ex, why := excluded(exIdx, rules.Excludes, d, buf[:0]); ex {
-			p.Reason = why
+// place decides where device d goes. In order: an exclude keeps it on the
+// host; a hostdev that is not ours holds it; the running domains that want
+// it rank (priority, then explicit over broad, then name) and the first
+// gets it, unless another that wants it has it already and the first may
+// not take it (Kept); else it waits for a stopped domain, or nobody wants
+// it (a hub only broad rules match is refused).
+func (pl *planner) place(d Device) decision {
+	if ex, ok := pl.excluded(d); ok {
+		return decision{kind: Excluded, exclude: ex}
+	}
+	pl.wanted(d)
+	pl.active, pl.idle = pl.active[:0], pl.idle[:0]
+	for _, w := range pl.wants {
+		if pl.activeDom[w.dom] {
+			pl.active = append(pl.active, w)
 		} else {
-			buf, wants = wanted(idx, denyIdx, doms, broad, d, buf[:0], wants[:0])
-			active, idle = active[:0], idle[:0]
-			for _, w := range wants {
-				if activeDom[w.dom] {
-					active = append(active, w)
-				} else {
-					idle = append(idle, doms[w.dom].Name)
-				}
-			}
-			sortWants(doms, active)
-			switch {
-			case len(foreign) > 0:
-				p.HeldBy = foreign[0]
-				p.Reason = fmt.Sprintf("held by a hostdev not managed by usbctl in domain %q", foreign[0])
-				var others []string
-				for _, w := range active {
-					if n := doms[w.dom].Name; !contains(foreign, n) {
-						others = append(others, n)
-					}
-				}
-				if len(others) > 0 {
-					res.Conflicts = append(res.Conflicts, Conflict{Key: k, Domains: append(dedupe(foreign), others...),
-						Reason: fmt.Sprintf("wanted by %s but held by a hostdev usbctl does not own in %s; detach it there to let usbctl place it", strings.Join(others, ", "), strings.Join(dedupe(foreign), ", "))})
-				}
-			case len(active) == 0 && len(idle) > 0:
-				sort.Strings(idle)
-				p.Reason = fmt.Sprintf("wanted by %s, which is not running", strings.Join(dedupe(idle), ", "))
-			case len(active) == 0:
-				p.Reason = "no rule matches"
-				if d.IsHub() && (len(broad) > 0 || anyMatch(idx, doms, d, buf[:0])) {
-					p.Reason = "hub: placed only by an exact vendor:product or serial rule"
-				}
-			default:
-				win := active[0]
-				chosen := win
-				// Stickiness: a device stays with the active domain we gave
-				// it to while that domain still wants it, unless the winner
-				// outranks it and may preempt.
-				for _, w := range active {
-					if holdsOwned(hs, doms[w.dom].Name) {
-						if !(doms[win.dom].Priority > doms[w.dom].Priority && doms[win.dom].Preempt) {
-							chosen = w
-						}
-						break
-					}
-				}
-				target = doms[chosen.dom].Name
-				p.Domain = target
-				p.Rule = names.rule(doms, chosen)
-				p.Reason = "matched " + p.Rule
-				if chosen != win {
-					wp, cp := doms[win.dom].Priority, doms[chosen.dom].Priority
-					if wp > cp {
-						// Here the winner has no preempt, or it would be chosen.
-						p.Reason += fmt.Sprintf("; stays although %q has higher priority (%d > %d) without preempt", doms[win.dom].Name, wp, cp)
-					} else {
-						p.Reason += fmt.Sprintf("; stays: %q ranks first only by name or rule kind, and only a strictly higher priority with preempt moves an attached device", doms[win.dom].Name)
-					}
-				}
-				if n := tiedCount(doms, active); n > 1 {
-					tied := make([]string, n)
-					for i := range tied {
-						tied[i] = doms[active[i].dom].Name
-					}
-					how := fmt.Sprintf("%q chosen by name order", doms[win.dom].Name)
-					if chosen != win {
-						how = fmt.Sprintf("%q keeps it where it is (no flapping)", doms[chosen.dom].Name)
-					}
-					res.Conflicts = append(res.Conflicts, Conflict{Key: k, Domains: tied,
-						Reason: fmt.Sprintf("wanted by %d running domains of priority %d; %s (set priorities to decide)", len(tied), doms[active[0].dom].Priority, how)})
-				}
-			}
-		}
-		for _, h := range hs {
-			if h.owned {
-				if h.domain == target {
-					p.AttachedTo = h.domain
-					continue
-				}
-				why := "domain no longer wants it"
-				switch {
-				case strings.HasPrefix(p.Reason, "excluded"):
-					why = p.Reason
-				case target != "":
-					why = fmt.Sprintf("moves to %q (%s)", target, p.Rule)
-				case p.HeldBy != "":
-					why = "also held by a hostdev usbctl does not own"
-				}
-				a := Action{Kind: Detach, Domain: h.domain, Alias: h.alias, Key: k, Reason: why}
-				dd := d
-				a.Device = &dd
-				res.Actions = append(res.Actions, a)
-			}
-		}
-		if target != "" && p.AttachedTo == "" {
-			dd := d
-			res.Actions = append(res.Actions, Action{Kind: Attach, Domain: target, Alias: k.Alias(), Key: k, Device: &dd, Rule: p.Rule, Reason: p.Reason})
-		}
-		res.Placements = append(res.Placements, p)
-	}
-
-	// Our hostdevs whose device is gone.
-	for k, hs := range holders {
-		if present[k] {
-			continue
-		}
-		for _, h := range hs {
-			if h.owned {
-				res.Actions = append(res.Actions, Action{Kind: Detach, Domain: h.domain, Alias: h.alias, Key: k, Reason: "device unplugged"})
-			}
+			pl.idle = append(pl.idle, pl.doms[w.dom].Name)
 		}
 	}
-
-	sort.SliceStable(res.Actions, func(i, j int) bool {
-		a, b := res.Actions[i], res.Actions[j]
-		if a.Kind != b.Kind {
-			return a.Kind == Detach
+	pl.rank(pl.active)
+	dec := decision{active: pl.active}
+	if foreign := pl.foreignHolders(d); len(foreign) > 0 {
+		dec.kind, dec.foreign = HeldForeign, foreign
+		return dec
+	}
+	switch {
+	case len(pl.active) > 0:
+		dec.kind, dec.chosen = Placed, pl.sticky(d.Key(), pl.active)
+		if dec.chosen != pl.active[0] {
+			dec.kind = Kept
 		}
-		if a.Key != b.Key {
-			return a.Key.Less(b.Key)
-		}
-		if a.Domain != b.Domain {
-			return a.Domain < b.Domain
-		}
-		return a.Alias < b.Alias
-	})
-	return res
+	case len(pl.idle) > 0:
+		sort.Strings(pl.idle)
+		dec.kind, dec.idle = NotRunning, slices.Compact(pl.idle)
+	case d.IsHub() && (len(pl.broad) > 0 || pl.anyAllowMatch(d)):
+		dec.kind = HubRefused
+	default:
+		dec.kind = Unmatched
+	}
+	return dec
 }
 
-// excluded reports whether an exclude block matches d, and says which.
-// Excludes need no exact match: they keep devices on the host, which is
-// always safe, hubs included.
-func excluded(x *ruleIndex, excl []Match, d Device, buf []ruleRef) (bool, string) {
-	if len(excl) == 0 {
-		return false, ""
+// excluded returns the first exclude block that matches d. Excludes need no
+// exact match: they keep devices on the host, which is always safe, hubs
+// included.
+func (pl *planner) excluded(d Device) (int, bool) {
+	if len(pl.rules.Excludes) == 0 {
+		return 0, false
 	}
-	best := -1
-	for _, r := range x.candidates(d, buf) {
-		if ok, _ := Matches(excl[r.dev], d); ok && (best < 0 || r.dev < best) {
-			best = r.dev
+	best, found := 0, false
+	pl.exRefs = pl.excludes.candidates(d, pl.exRefs[:0])
+	for _, j := range pl.exRefs {
+		if ok, _ := Matches(pl.rules.Excludes[j], d); ok && (!found || j < best) {
+			best, found = j, true
 		}
 	}
-	if best < 0 {
-		return false, ""
-	}
-	return true, "excluded by " + describe("exclude", excl[best])
+	return best, found
 }
 
-func describe(kind string, m Match) string {
-	s := fmt.Sprintf("%s %q", kind, m.Label)
-	if m.Source != "" {
-		s += " (" + m.Source + ")"
-	}
-	return s
-}
-
-// wanted lists the domains that want d, with the first block that says so.
-// Hubs are wanted only through an exact match.
-func wanted(x, deny *ruleIndex, doms []DomainRules, broad []int, d Device, buf []ruleRef, out []want) ([]ruleRef, []want) {
-	buf = x.candidates(d, buf)
-	for _, r := range buf {
-		ok, exact := Matches(doms[r.dom].Devices[r.dev], d)
+// wanted fills pl.wants with the domains that want d, each with the first
+// of its blocks that says so. Hubs are wanted only through an exact match.
+func (pl *planner) wanted(d Device) {
+	pl.wants = pl.wants[:0]
+	pl.refs = pl.allow.candidates(d, pl.refs[:0])
+	for _, r := range pl.refs {
+		ok, exact := Matches(pl.doms[r.dom].Devices[r.block], d)
 		if !ok || (d.IsHub() && !exact) {
 			continue
 		}
-		out = addWant(out, want{dom: r.dom, dev: r.dev})
+		pl.addBlockWant(r)
 	}
-	if d.IsHub() || len(broad) == 0 {
-		return buf, out
+	if d.IsHub() || len(pl.broad) == 0 {
+		return
 	}
 	// Deny domains take every device except those their blocks match;
-	// mark the refusals with dev = -2, then keep the rest.
-	n := len(out)
-	buf = deny.candidates(d, buf[:0])
-	for _, r := range buf {
-		if ok, _ := Matches(doms[r.dom].Devices[r.dev], d); ok {
-			out = addWant(out, want{dom: r.dom, dev: -2})
+	// all domains take every device.
+	pl.refused = pl.refused[:0]
+	pl.refs = pl.refusals.candidates(d, pl.refs[:0])
+	for _, r := range pl.refs {
+		if ok, _ := Matches(pl.doms[r.dom].Devices[r.block], d); ok {
+			pl.refused = append(pl.refused, r.dom)
 		}
 	}
-	// Append after the refusals, then drop them: appending over them
-	// while reading them let a broad domain listed before a deny domain
-	// erase that domain's refusal.
-	m := len(out)
-	for _, i := range broad {
-		if !slices.ContainsFunc(out[n:m], func(w want) bool { return w.dom == i }) {
-			out = append(out, want{dom: i, dev: -1})
+	for _, i := range pl.broad {
+		if !slices.Contains(pl.refused, i) {
+			pl.wants = append(pl.wants, want{dom: i, via: viaMode})
 		}
 	}
-	return buf, append(out[:n], out[m:]...)
 }
 
-// addWant keeps one entry per domain: its lowest-numbered matching block.
-func addWant(out []want, w want) []want {
-	for i := range out {
-		if out[i].dom == w.dom {
-			out[i].dev = min(out[i].dev, w.dev)
-			return out
+// addBlockWant keeps one want per domain: its lowest-numbered matching block.
+func (pl *planner) addBlockWant(r ruleRef) {
+	for i := range pl.wants {
+		if pl.wants[i].dom == r.dom {
+			pl.wants[i].block = min(pl.wants[i].block, r.block)
+			return
 		}
 	}
-	return append(out, w)
+	pl.wants = append(pl.wants, want{dom: r.dom, via: viaBlock, block: r.block})
 }
 
-// anyMatch reports whether some allow-mode block matches d at all, exact or
-// not; it tells "no rule" from "hub refused" in explanations.
-func anyMatch(x *ruleIndex, doms []DomainRules, d Device, buf []ruleRef) bool {
-	for _, r := range x.candidates(d, buf) {
-		if ok, _ := Matches(doms[r.dom].Devices[r.dev], d); ok {
+// anyAllowMatch reports whether some allow-mode block matches d at all,
+// exact or not: it tells a refused hub from one no rule names.
+func (pl *planner) anyAllowMatch(d Device) bool {
+	pl.refs = pl.allow.candidates(d, pl.refs[:0])
+	for _, r := range pl.refs {
+		if ok, _ := Matches(pl.doms[r.dom].Devices[r.block], d); ok {
 			return true
 		}
 	}
 	return false
 }
 
-// sortWants orders candidates: higher priority, then explicit over broad,
-// then domain name.
-func sortWants(doms []DomainRules, ws []want) {
+// foreignHolders returns the domains that hold d through a hostdev usbctl
+// does not own: by bus/device, or by a vendor:product no other present
+// device has.
+func (pl *planner) foreignHolders(d Device) []string {
+	pl.foreignB = pl.foreignB[:0]
+	for _, h := range pl.holders[d.Key()] {
+		if !h.owned {
+			pl.foreignB = append(pl.foreignB, h.domain)
+		}
+	}
+	if id := (IDPattern{Vendor: d.Vendor, Product: d.Product}); pl.idCount[id] == 1 {
+		pl.foreignB = append(pl.foreignB, pl.foreignByID[id]...)
+	}
+	return pl.foreignB
+}
+
+// rank orders candidates: higher priority, then explicit over broad, then
+// domain name.
+func (pl *planner) rank(ws []want) {
 	slices.SortFunc(ws, func(a, b want) int {
-		da, db := &doms[a.dom], &doms[b.dom]
+		da, db := &pl.doms[a.dom], &pl.doms[b.dom]
 		if da.Priority != db.Priority {
 			// cmp.Compare, not a subtraction: priorities are any int
 			// and a difference can overflow.
@@ -500,37 +318,25 @@ func sortWants(doms []DomainRules, ws []want) {
 	})
 }
 
-// tiedCount returns how many of the sorted candidates only the name order
-// separates from the first.
-func tiedCount(doms []DomainRules, ws []want) int {
-	n := 0
-	for _, w := range ws {
-		if doms[w.dom].Priority != doms[ws[0].dom].Priority || w.explicit() != ws[0].explicit() {
-			break
+// sticky picks from the ranked candidates where the device goes: the first,
+// unless a candidate already has it through one of our hostdevs and the
+// first may not take it from there (a strictly higher priority with
+// preempt). No flapping.
+func (pl *planner) sticky(k DeviceKey, ranked []want) want {
+	first := ranked[0]
+	for _, w := range ranked {
+		if pl.holdsOwned(k, pl.doms[w.dom].Name) {
+			if pl.doms[first.dom].Priority > pl.doms[w.dom].Priority && pl.doms[first.dom].Preempt {
+				return first
+			}
+			return w
 		}
-		n++
 	}
-	return n
+	return first
 }
 
-// ruleNames formats each rule's text once per Plan: many devices share a
-// rule (a port subtree, a mode all domain), and formatting dominated the
-// cost of planning for thousands of devices.
-type ruleNames struct {
-	blocks map[want]string
-}
-
-func (r *ruleNames) rule(doms []DomainRules, w want) string {
-	if s, ok := r.blocks[w]; ok {
-		return s
-	}
-	s := w.rule(doms)
-	r.blocks[w] = s
-	return s
-}
-
-func holdsOwned(hs []holder, domain string) bool {
-	for _, h := range hs {
+func (pl *planner) holdsOwned(k DeviceKey, domain string) bool {
+	for _, h := range pl.holders[k] {
 		if h.owned && h.domain == domain {
 			return true
 		}
@@ -538,19 +344,118 @@ func holdsOwned(hs []holder, domain string) bool {
 	return false
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
+// target is the domain the device goes to, and its rule; "" for none.
+func (pl *planner) target(dec decision) (domain, rule string) {
+	if dec.kind != Placed && dec.kind != Kept {
+		return "", ""
+	}
+	return pl.doms[dec.chosen.dom].Name, pl.names.rule(pl.doms, dec.chosen)
+}
+
+// tied returns how many of the ranked candidates only the name order
+// separates from the first.
+func (pl *planner) tied(ranked []want) int {
+	n := 0
+	for _, w := range ranked {
+		if pl.doms[w.dom].Priority != pl.doms[ranked[0].dom].Priority || w.explicit() != ranked[0].explicit() {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// conflict is the conflict a decision reports, if any: a device held by a
+// hostdev not ours that running domains want, or one that several running
+// domains want equally.
+func (pl *planner) conflict(d Device, dec decision) (Conflict, bool) {
+	switch dec.kind {
+	case HeldForeign:
+		foreign := dedupe(dec.foreign)
+		var others []string
+		for _, w := range dec.active {
+			if n := pl.doms[w.dom].Name; !slices.Contains(dec.foreign, n) {
+				others = append(others, n)
+			}
+		}
+		if len(others) == 0 {
+			return Conflict{}, false
+		}
+		return Conflict{Key: d.Key(), Domains: append(foreign, others...), Reason: heldForeignConflict(others, foreign)}, true
+	case Placed, Kept:
+		n := pl.tied(dec.active)
+		if n < 2 {
+			return Conflict{}, false
+		}
+		tied := make([]string, n)
+		for i := range tied {
+			tied[i] = pl.doms[dec.active[i].dom].Name
+		}
+		return Conflict{Key: d.Key(), Domains: tied, Reason: pl.tieConflict(dec, tied)}, true
+	}
+	return Conflict{}, false
+}
+
+// moves appends the actions that carry out dec for device d: detach each of
+// our hostdevs of d outside the target domain, and attach d to the target
+// unless it is there already (which p.AttachedTo then says).
+func (pl *planner) moves(acts []Action, d Device, dec decision, p *Placement) []Action {
+	k := d.Key()
+	for _, h := range pl.holders[k] {
+		if !h.owned {
+			continue
+		}
+		if h.domain == p.Domain {
+			p.AttachedTo = h.domain
+			continue
+		}
+		dd := d
+		acts = append(acts, Action{Kind: Detach, Domain: h.domain, Alias: h.alias, Key: k, Device: &dd, Reason: detachReason(dec, *p)})
+	}
+	if p.Domain != "" && p.AttachedTo == "" {
+		dd := d
+		acts = append(acts, Action{Kind: Attach, Domain: p.Domain, Alias: k.Alias(), Key: k, Device: &dd, Rule: p.Rule, Reason: p.Reason})
+	}
+	return acts
+}
+
+// unplugged appends the detaches of our hostdevs whose device is gone.
+func (pl *planner) unplugged(acts []Action) []Action {
+	for k, hs := range pl.holders {
+		if pl.present[k] {
+			continue
+		}
+		for _, h := range hs {
+			if h.owned {
+				acts = append(acts, Action{Kind: Detach, Domain: h.domain, Alias: h.alias, Key: k, Reason: reasonUnplugged})
+			}
 		}
 	}
-	return false
+	return acts
+}
+
+// sortActions puts all detaches first, then all attaches, each by device
+// key, domain and alias.
+func sortActions(acts []Action) {
+	sort.SliceStable(acts, func(i, j int) bool {
+		a, b := acts[i], acts[j]
+		if a.Kind != b.Kind {
+			return a.Kind == Detach
+		}
+		if a.Key != b.Key {
+			return a.Key.Less(b.Key)
+		}
+		if a.Domain != b.Domain {
+			return a.Domain < b.Domain
+		}
+		return a.Alias < b.Alias
+	})
 }
 
 func dedupe(ss []string) []string {
 	var out []string
 	for _, s := range ss {
-		if !contains(out, s) {
+		if !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}

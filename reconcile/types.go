@@ -256,10 +256,36 @@ type Conflict struct {
 	Reason  string    `json:"reason"`
 }
 
+// PlacementKind is what Plan decided for a present device. Plan decides on
+// it; the placement's reason text is rendered from it, never read back.
+type PlacementKind string
+
+const (
+	// Placed: the device goes to Domain, the running domain that ranks
+	// first among those that want it.
+	Placed PlacementKind = "placed"
+	// Kept: the device stays with the running domain that has it,
+	// although another one ranks first: a strictly higher priority with
+	// preempt is all that moves an attached device.
+	Kept PlacementKind = "kept"
+	// Excluded: an exclude block keeps the device on the host.
+	Excluded PlacementKind = "excluded"
+	// HeldForeign: a hostdev usbctl does not own holds the device (HeldBy).
+	HeldForeign PlacementKind = "held-foreign"
+	// NotRunning: only domains that are not running want the device.
+	NotRunning PlacementKind = "not-running"
+	// HubRefused: a hub that only a broad rule (wildcard, port, class,
+	// mode) would take.
+	HubRefused PlacementKind = "hub-refused"
+	// Unmatched: no rule wants the device.
+	Unmatched PlacementKind = "unmatched"
+)
+
 // Placement explains one present device: where it should be and which rule
 // says so, or why it goes nowhere.
 type Placement struct {
-	Device Device `json:"device"`
+	Device Device        `json:"device"`
+	Kind   PlacementKind `json:"kind"`
 	// Domain is where the device should be attached ("" for nowhere).
 	Domain string `json:"domain,omitempty"`
 	// AttachedTo is the domain that holds it now through one of our
