@@ -194,9 +194,9 @@ func startBench(tb testing.TB, buf int) *benchRig {
 	c := New(Options{Hypervisor: hv, Devices: devs}, benchRules(), ConfigStatus{})
 	rctx, cancel := context.WithCancel(context.Background())
 	r := &benchRig{c: c, hv: hv, cancel: cancel, done: make(chan error, 1)}
-	// Attach runs on the Run goroutine, inside a sync: c.syncs counts the
-	// syncs finished before this one.
-	hv.onAttach = func() { r.lastAttachSync = c.syncs + 1 }
+	// Attach runs on the Run goroutine, inside a sync: c.loop.syncs
+	// counts the syncs finished before this one.
+	hv.onAttach = func() { r.lastAttachSync = c.loop.syncs + 1 }
 	go func() { r.done <- c.Run(rctx) }()
 	select {
 	case <-c.Ready():

@@ -1173,9 +1173,7 @@ func (m *model) check(converged bool, begin time.Time) string {
 	if converged && len(st.Pending) > 0 {
 		fail("status still has pending actions %+v", st.Pending)
 	}
-	m.c.statusMu.RLock()
-	seen := m.c.lastObserved
-	m.c.statusMu.RUnlock()
+	seen, _ := m.c.pub.world()
 	if converged && !sameWorld(seen, obs) {
 		fail("the loop's view differs from the world:\n  loop  %v\n  world %v", worldString(seen), worldString(obs))
 	}

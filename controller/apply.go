@@ -1,0 +1,79 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/usbctl/usbctl/failure"
+	"github.com/usbctl/usbctl/reconcile"
+)
+
+// apply carries out the plan's actions in order. A failure is recorded and
+// never stops the other actions.
+func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
+	fs := &c.loop.failures
+	clear(c.loop.domains.copied)
+	want := make(map[actionID]bool, len(res.Actions))
+	for _, a := range res.Actions {
+		id := idOf(a)
+		want[id] = true
+		now := c.opt.Now()
+		if !fs.due(id, now) {
+			continue // waiting for its backoff, or for a change
+		}
+		err := c.do(ctx, a)
+		if err == nil {
+			c.opt.Observer.ActionDone(a.Kind, nil, failure.Transient)
+			fs.succeeded(id)
+			c.log.Info(string(a.Kind), "domain", a.Domain, "alias", a.Alias, "device", a.Key.String(), "reason", a.Reason)
+			c.done(a)
+			continue
+		}
+		f := fs.failedNow(id, err, now)
+		c.opt.Observer.ActionDone(a.Kind, err, f.class)
+		if f.class == failure.DomainGone {
+			c.inbox.update(func(in *inputs) { in.staleDomains[a.Domain] = true })
+		}
+		c.log.Warn(string(a.Kind)+" failed", "domain", a.Domain, "alias", a.Alias, "device", a.Key.String(), "attempt", f.attempts, "err", err)
+	}
+	// An action the plan no longer wants is no longer failing.
+	fs.keepOnly(want)
+}
+
+func (c *Controller) do(ctx context.Context, a reconcile.Action) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opt.CallTimeout)
+	defer cancel()
+	var err error
+	switch a.Kind {
+	case reconcile.Attach:
+		err = c.opt.Hypervisor.Attach(ctx, a.Domain, a.Key)
+	case reconcile.Detach:
+		err = c.opt.Hypervisor.Detach(ctx, a.Domain, a.Alias)
+	default:
+		err = errors.New("unknown action")
+	}
+	if err != nil {
+		prep := "to"
+		if a.Kind == reconcile.Detach {
+			prep = "from"
+		}
+		return fmt.Errorf("%s %s %s %s: %w", a.Kind, a.Alias, prep, a.Domain, err)
+	}
+	return nil
+}
+
+// done records a successful action in the domain cache and the hostdev
+// book.
+func (c *Controller) done(a reconcile.Action) {
+	if !c.loop.domains.done(a) {
+		return
+	}
+	k := hostdevKey{a.Domain, a.Alias}
+	switch a.Kind {
+	case reconcile.Attach:
+		c.loop.hostdevs.attached(k, c.opt.Now())
+	case reconcile.Detach:
+		c.loop.hostdevs.detached(k)
+	}
+}

@@ -1,0 +1,98 @@
+package controller
+
+import (
+	"time"
+
+	"github.com/usbctl/usbctl/failure"
+	"github.com/usbctl/usbctl/internal/backoff"
+	"github.com/usbctl/usbctl/reconcile"
+)
+
+// actionID names an action across syncs, for backoff bookkeeping.
+type actionID struct {
+	kind   reconcile.ActionKind
+	domain string
+	key    reconcile.DeviceKey
+}
+
+func idOf(a reconcile.Action) actionID {
+	return actionID{kind: a.Kind, domain: a.Domain, key: a.Key}
+}
+
+// failed is one action that failed, and when it may run again.
+type failed struct {
+	attempts int
+	lastErr  string
+	next     time.Time // zero while it waits for a change
+	class    failure.Class
+}
+
+// waitsForChange reports whether the failure is retried only once
+// something relevant changes, not when a backoff runs out.
+func (f *failed) waitsForChange() bool {
+	return f.class != failure.Transient && f.class != failure.Disconnected
+}
+
+// failures are the actions that failed and have not succeeded since, with
+// their backoff. The loop owns them.
+type failures struct {
+	byAction map[actionID]*failed
+	retry    backoff.Policy
+}
+
+func newFailures(retry backoff.Policy) failures {
+	return failures{byAction: map[actionID]*failed{}, retry: retry}
+}
+
+// due reports whether action id may run at now: it never failed, or its
+// backoff is over and it does not wait for a change.
+func (fs *failures) due(id actionID, now time.Time) bool {
+	f := fs.byAction[id]
+	return f == nil || !f.waitsForChange() && !now.Before(f.next)
+}
+
+func (fs *failures) succeeded(id actionID) { delete(fs.byAction, id) }
+
+// failedNow records a failure of id at now and returns it, with the next
+// retry set by its class: after the backoff (transient, disconnected), or
+// none until a change (permanent, domain gone).
+func (fs *failures) failedNow(id actionID, err error, now time.Time) *failed {
+	f := fs.byAction[id]
+	if f == nil {
+		f = &failed{}
+		fs.byAction[id] = f
+	}
+	f.attempts++
+	f.lastErr = err.Error()
+	f.class = failure.ClassOf(err)
+	f.next = time.Time{}
+	if !f.waitsForChange() {
+		f.next = now.Add(fs.retry.Delay(f.attempts))
+	}
+	return f
+}
+
+// changed gives every failure that is not transient another chance: all of
+// them, or those of the devices in keys. A transient one keeps its backoff.
+func (fs *failures) changed(all bool, keys map[reconcile.DeviceKey]bool) {
+	for id, f := range fs.byAction {
+		if (all || keys[id.key]) && f.class != failure.Transient {
+			delete(fs.byAction, id)
+		}
+	}
+}
+
+// keepOnly drops the failures of actions the plan no longer wants: they
+// are no longer failing.
+func (fs *failures) keepOnly(want map[actionID]bool) {
+	for id := range fs.byAction {
+		if !want[id] {
+			delete(fs.byAction, id)
+		}
+	}
+}
+
+func (fs *failures) get(id actionID) (*failed, bool) {
+	f, ok := fs.byAction[id]
+	return f, ok
+}

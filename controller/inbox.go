@@ -1,0 +1,263 @@
+package controller
+
+import (
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/usbctl/usbctl/reconcile"
+)
+
+// inbox is where events arrive, from any goroutine: handlers write what
+// they saw under its lock and kick the loop, which takes it at the start
+// of a sync. Nothing here decides anything.
+type inbox struct {
+	mu sync.Mutex
+	in inputs
+}
+
+// inputs is what the inbox holds.
+type inputs struct {
+	// devices is the device cache, keyed by devpath (or bus:dev when the
+	// source gives no devpath). Device events update it directly: they
+	// carry the whole device, so re-reading udev would add nothing.
+	devices       map[string]reconcile.Device
+	listing       bool            // a device re-list is under way
+	replay        []deviceEvent   // events seen while listing
+	relistDevices bool            // re-enumerate udev at the next sync
+	relistDomains bool            // re-list every domain at the next sync
+	staleDomains  map[string]bool // domains to re-read at the next sync
+	// changedKeys are devices that came or went: clear their permanent
+	// failures. A set, so a storm of events on the same devices costs
+	// memory by device, not by event.
+	changedKeys map[reconcile.DeviceKey]struct{}
+	clearAll    bool // clear every permanent failure (reload, reconnect)
+	connected   bool
+	hvErr       string
+}
+
+type deviceEvent struct {
+	add bool
+	dev reconcile.Device
+}
+
+func newInbox() *inbox {
+	return &inbox{in: inputs{
+		devices:       map[string]reconcile.Device{},
+		changedKeys:   map[reconcile.DeviceKey]struct{}{},
+		staleDomains:  map[string]bool{},
+		relistDevices: true,
+		relistDomains: true,
+	}}
+}
+
+func (b *inbox) update(f func(in *inputs)) {
+	b.mu.Lock()
+	f(&b.in)
+	b.mu.Unlock()
+}
+
+func devCacheKey(d reconcile.Device) string {
+	if d.DevPath != "" {
+		return d.DevPath
+	}
+	return d.Key().String()
+}
+
+func (in *inputs) applyDevice(ev deviceEvent) {
+	k := devCacheKey(ev.dev)
+	if ev.add {
+		// A devpath that comes back with a new device number is a new
+		// device: its old key goes with the old entry.
+		if old, ok := in.devices[k]; ok && old.Key() != ev.dev.Key() {
+			in.changedKeys[old.Key()] = struct{}{}
+		}
+		in.devices[k] = ev.dev
+	} else {
+		if old, ok := in.devices[k]; ok {
+			in.changedKeys[old.Key()] = struct{}{}
+		}
+		delete(in.devices, k)
+	}
+	in.changedKeys[ev.dev.Key()] = struct{}{}
+	if in.listing {
+		in.replay = append(in.replay, ev)
+	}
+}
+
+// news is what a sync takes from the inbox: what to re-read, and which
+// permanent failures may try again.
+type news struct {
+	relistDevices, relistDomains bool
+	stale                        map[string]bool
+	changed                      []reconcile.DeviceKey
+	clearAll                     bool
+}
+
+// take empties the inbox of news. A device re-list it asks for starts
+// now: device events until listed() are replayed over the listing.
+func (b *inbox) take() news {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := news{relistDevices: b.in.relistDevices, relistDomains: b.in.relistDomains, stale: b.in.staleDomains, clearAll: b.in.clearAll}
+	b.in.staleDomains = map[string]bool{}
+	b.in.relistDomains = false
+	if n.relistDevices {
+		b.in.relistDevices = false
+		b.in.listing = true
+		b.in.replay = nil
+	}
+	n.changed = make([]reconcile.DeviceKey, 0, len(b.in.changedKeys))
+	for k := range b.in.changedKeys {
+		n.changed = append(n.changed, k)
+	}
+	clear(b.in.changedKeys)
+	b.in.clearAll = false
+	return n
+}
+
+// listed ends a device re-list: the enumeration replaces the cache, and
+// the events that raced with it, being newer, are applied over it. A
+// failed enumeration is asked for again at the next sync.
+func (b *inbox) listed(devs []reconcile.Device, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.in.listing = false
+	if err != nil {
+		b.in.relistDevices = true
+	} else {
+		fresh := make(map[string]reconcile.Device, len(devs))
+		for _, d := range devs {
+			fresh[devCacheKey(d)] = d
+		}
+		replay := b.in.replay
+		b.in.devices = fresh
+		for _, ev := range replay {
+			b.in.applyDevice(ev)
+		}
+	}
+	b.in.replay = nil
+}
+
+// devices returns the device cache, sorted by key.
+func (b *inbox) devices() []reconcile.Device {
+	b.mu.Lock()
+	devs := make([]reconcile.Device, 0, len(b.in.devices))
+	for _, d := range b.in.devices {
+		devs = append(devs, d)
+	}
+	b.mu.Unlock()
+	sort.Slice(devs, func(i, j int) bool { return devs[i].Key().Less(devs[j].Key()) })
+	return devs
+}
+
+func (b *inbox) hypervisor() (connected bool, lastErr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.in.connected, b.in.hvErr
+}
+
+// Kick asks for a sync soon. It never blocks: if a sync is already asked
+// for, this one merges into it, so a burst of events costs one sync.
+func (c *Controller) Kick() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Controller) update(f func(in *inputs)) {
+	c.inbox.update(f)
+	c.Kick()
+}
+
+// DeviceAdded records a device plugged in (udev "add").
+func (c *Controller) DeviceAdded(d reconcile.Device) {
+	c.update(func(in *inputs) { in.applyDevice(deviceEvent{add: true, dev: d}) })
+}
+
+// DeviceRemoved records a device unplugged (udev "remove"). d needs only
+// DevPath and bus/dev: a removed device has no sysfs left to read.
+func (c *Controller) DeviceRemoved(d reconcile.Device) {
+	c.update(func(in *inputs) { in.applyDevice(deviceEvent{add: false, dev: d}) })
+}
+
+// DevicesLost says device events may have been lost (the udev monitor was
+// re-created): re-enumerate at the next sync.
+func (c *Controller) DevicesLost() {
+	c.update(func(in *inputs) { in.relistDevices = true })
+}
+
+// DomainChanged marks one domain for re-reading (lifecycle, device added or
+// removed, removal failed). Its permanent failures get another chance.
+func (c *Controller) DomainChanged(name string) {
+	c.update(func(in *inputs) { in.staleDomains[name] = true })
+}
+
+// HypervisorConnected says libvirt is (re)connected: every domain is
+// re-listed, because anything may have happened while we were away.
+func (c *Controller) HypervisorConnected() {
+	c.update(func(in *inputs) {
+		in.connected = true
+		in.hvErr = ""
+		in.relistDomains = true
+		in.clearAll = true
+	})
+}
+
+// HypervisorDisconnected records that the libvirt connection is down.
+func (c *Controller) HypervisorDisconnected(err error) {
+	c.update(func(in *inputs) {
+		in.connected = false
+		if err != nil {
+			in.hvErr = err.Error()
+		}
+	})
+}
+
+// configSlot holds the rules a reload set until a sync takes them, and the
+// status of the config in force; written by SetRules and RejectConfig from
+// the reload path, read by the loop and PlanNow.
+type configSlot struct {
+	mu      sync.Mutex
+	pending *reconcile.Rules
+	status  ConfigStatus
+}
+
+// take returns the rules set since the last take (nil for none) and the
+// config status.
+func (s *configSlot) take() (*reconcile.Rules, ConfigStatus) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.pending
+	s.pending = nil
+	return r, s.status
+}
+
+// peek returns the rules set and not yet taken, nil for none.
+func (s *configSlot) peek() *reconcile.Rules {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending
+}
+
+// SetRules replaces the rules in force (a valid config was loaded). The
+// next sync plans with them.
+func (c *Controller) SetRules(rules reconcile.Rules, cs ConfigStatus) {
+	c.config.mu.Lock()
+	c.config.pending = &rules
+	cs.Rejected = nil
+	c.config.status = cs
+	c.config.mu.Unlock()
+	c.update(func(in *inputs) { in.clearAll = true })
+}
+
+// RejectConfig records a reload that failed validation; the rules in force
+// stay, and status shows the diagnostics until a valid config is loaded.
+func (c *Controller) RejectConfig(at time.Time, diagnostics []string) {
+	c.config.mu.Lock()
+	c.config.status.Rejected = &RejectedConfig{At: at, Diagnostics: slices.Clone(diagnostics)}
+	c.config.mu.Unlock()
+	c.Kick() // refresh status
+}
