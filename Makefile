@@ -22,6 +22,7 @@ test: deps vet test-unit fuzz-smoke test-udev test-libvirt test-e2e test-package
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags umockdev ./...
 
 # Pure logic and fakes: reconcile, config, controller, CLI.
 test-unit:
