@@ -141,7 +141,7 @@ ok "reinstall is idempotent"
 # A changed config survives a reinstall; the shipped one goes next to it.
 echo '# changed by the admin' >>"$d/etc/usbctl/usbctl.hcl"
 cp "$d/etc/usbctl/usbctl.hcl" "$work/changed.hcl"
-"$d/usr/local/bin/usbctl" import cmd/usbctl/testdata/import/whitelist.conf >"$d/etc/usbctl/conf.d/win11.hcl" 2>/dev/null
+"$d/usr/local/bin/usbctl" import internal/oldconf/testdata/whitelist.conf >"$d/etc/usbctl/conf.d/win11.hcl" 2>/dev/null
 "${install[@]}" DESTDIR="$d" >/dev/null
 cmp -s "$work/changed.hcl" "$d/etc/usbctl/usbctl.hcl" || fail "reinstall overwrote a changed usbctl.hcl"
 cmp -s examples/usbctl.hcl "$d/etc/usbctl/usbctl.hcl.new" || fail "reinstall did not put the shipped config in usbctl.hcl.new"

@@ -13,6 +13,9 @@ import (
 	"github.com/usbctl/usbctl/reconcile"
 )
 
+// oldconfData holds sample configs of the old tool.
+const oldconfData = "../../internal/oldconf/testdata"
+
 // runSplit is run with standard output and standard error apart.
 func runSplit(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
@@ -95,7 +98,7 @@ func TestImportModes(t *testing.T) {
 		},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			args := append([]string{"import", filepath.Join("testdata", "import", tc.file)}, tc.args...)
+			args := append([]string{"import", filepath.Join(oldconfData, tc.file)}, tc.args...)
 			out, stderr, code := runSplit(t, args...)
 			if code != 0 {
 				t.Fatalf("exit %d\n%s", code, stderr)
@@ -124,7 +127,7 @@ func TestImportModes(t *testing.T) {
 }
 
 func TestImportBadEntries(t *testing.T) {
-	out, stderr, code := runSplit(t, "import", "testdata/import/bad.conf")
+	out, stderr, code := runSplit(t, "import", oldconfData+"/bad.conf")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
@@ -156,11 +159,11 @@ func TestImportErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"testdata/import/matchall.conf"}, "give it with --domain NAME"},
-		{[]string{"testdata/import/badmode.conf"}, `mode="greylist" is not a mode of the old tool`},
-		{[]string{"testdata/import/no-such.conf"}, "no such file"},
+		{[]string{oldconfData + "/matchall.conf"}, "give it with --domain NAME"},
+		{[]string{oldconfData + "/badmode.conf"}, `mode="greylist" is not a mode of the old tool`},
+		{[]string{oldconfData + "/no-such.conf"}, "no such file"},
 		{[]string{"../../examples/usbctl.hcl"}, "has no devlist and no mode variable"},
-		{[]string{"testdata/import/whitelist.conf", "--domain", " spaced"}, "cannot be a libvirt domain name"},
+		{[]string{oldconfData + "/whitelist.conf", "--domain", " spaced"}, "cannot be a libvirt domain name"},
 	} {
 		out, stderr, code := runSplit(t, append([]string{"import"}, tc.args...)...)
 		if code == 0 || out != "" || !strings.Contains(stderr, tc.want) {
@@ -168,7 +171,7 @@ func TestImportErrors(t *testing.T) {
 		}
 	}
 	// Without a mode, whitelist is assumed, and said.
-	out, stderr, code := runSplit(t, "import", "--domain", "vm1", "testdata/import/nomode.conf")
+	out, stderr, code := runSplit(t, "import", "--domain", "vm1", oldconfData+"/nomode.conf")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
@@ -176,60 +179,6 @@ func TestImportErrors(t *testing.T) {
 		t.Errorf("mode %q, want allow", d.Mode)
 	}
 	wantNotes(t, stderr, "no mode variable: assumed whitelist")
-}
-
-// TestImportShell covers the bash the reader understands, through the
-// entries it finds.
-func TestImportShell(t *testing.T) {
-	for _, tc := range []struct {
-		name, src string
-		ids       []string
-		notes     []string
-	}{
-		{"scalar with spaces", "mode=whitelist\ndevlist=\"046d:c52b 0b05:\"\n", []string{"046d:c52b", "0b05:*"},
-			[]string{"devlist is a string, not an array"}},
-		{"continuations and comments", "mode=whitelist # comment\ndevlist=( \\\n  046d:c52b \\\n  # a comment line\n  '0b05:'#not-a-comment\n)\n", []string{"046d:c52b"},
-			[]string{`devlist entry "0b05:#not-a-comment" not carried over`}},
-		{"indexes and appends", "MODE=WHITELIST\ndevlist=([0]=046d:c52b)\ndevlist[1]=0b05:1872\ndevlist[0]=1050:0407\ndevlist=(\"${devlist[@]}\" :1872)\n",
-			[]string{"1050:0407", "0b05:1872", "*:1872"}, nil},
-		{"variables", "V=046d\ndevlist=(\"$V:c52b\" \"${V}:\" $'\\x41')\nmode=whitelist\n", []string{"046d:c52b", "046d:*"}, nil},
-		{"function bodies", "mode=whitelist\ndevlist=(046d:c52b)\nadd() {\n  devlist+=(dead:beef)\n}\nfunction more {\n  devlist=(beef:dead)\n}\n",
-			[]string{"046d:c52b"}, []string{"assignment inside a block"}},
-		{"env prefix is no assignment", "mode=whitelist\ndevlist=(046d:c52b) true\n", nil, []string{"command not run"}},
-		{"unclosed array", "mode=whitelist\ndevlist=(046d:c52b\n", []string{"046d:c52b"}, []string{"array not closed"}},
-		{"unclosed quote", "mode=whitelist\ndevlist=(046d:c52b \"0b05:\n", []string{"046d:c52b"}, []string{`quote " not closed`}},
-		{"mode under another name", "filter=blacklist\ndevlist=(046d:c52b)\n", []string{"046d:c52b"}, []string{"took the mode from filter"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			out, notes, err := importOld("old.conf", []byte(tc.src), "vm")
-			if err != nil {
-				t.Fatalf("%v\n%s", err, strings.Join(notes, "\n"))
-			}
-			d := parseImported(t, string(out), len(tc.ids) == 0)
-			if got := ids(d); !reflect.DeepEqual(got, tc.ids) {
-				t.Errorf("ids %q, want %q\n%s", got, tc.ids, strings.Join(notes, "\n"))
-			}
-			wantNotes(t, strings.Join(notes, "\n"), tc.notes...)
-		})
-	}
-}
-
-// TestImportDomainNames checks that any valid domain name survives the trip
-// through HCL quoting, and that --domain wins over the file's name.
-func TestImportDomainNames(t *testing.T) {
-	for _, name := range []string{`we"ird`, "a ${b} %{c}", `back\slash`, "ünïcode vm", "tab\tin"} {
-		out, notes, err := importOld("old.conf", []byte("mode=matchall\n"), name)
-		if err != nil {
-			t.Fatalf("%q: %v %q", name, err, notes)
-		}
-		if d := parseImported(t, string(out), false); d.Name != name {
-			t.Errorf("domain %q came back as %q:\n%s", name, d.Name, out)
-		}
-	}
-	_, notes, err := importOld("old.conf", []byte("vm=old\nmode=matchall\n"), "new")
-	if err != nil || !strings.Contains(strings.Join(notes, "\n"), `vm="old": --domain "new" is used instead`) {
-		t.Errorf("err %v, notes %q", err, notes)
-	}
 }
 
 func TestManPages(t *testing.T) {
@@ -269,27 +218,4 @@ func TestManPages(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "usbctl-man.1")); err == nil {
 		t.Error("the hidden man command has a page")
 	}
-}
-
-// FuzzImport: no input makes the reader panic or loop, and every
-// translation it prints is a valid config.
-func FuzzImport(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "import", "*.conf"))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Add([]byte("mode=whitelist\ndevlist=(\"${x\" $'\\' `a\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		out, _, err := importOld("old.conf", data, "vm")
-		if err != nil {
-			return
-		}
-		if _, diags := config.Parse(config.Source{Name: "imported.hcl", Data: out}); diags.HasErrors() {
-			t.Fatalf("invalid translation of %q:\n%s", data, out)
-		}
-	})
 }
