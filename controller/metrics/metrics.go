@@ -3,9 +3,10 @@
 // gauges read from the controller's status at scrape time, so a scrape
 // never waits for the loop.
 //
-// It writes the text exposition format itself instead of using
-// client_golang: the library (with client_model and protobuf) added
-// 3.7 MiB to the daemon's resident memory for a few dozen series.
+// The text format and the process and Go runtime families come from
+// internal/exposition, written instead of using client_golang: the library
+// (with client_model and protobuf) added 3.7 MiB to the daemon's resident
+// memory for a few dozen series.
 package metrics
 
 import (
@@ -17,6 +18,7 @@ import (
 
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/failure"
+	"github.com/usbctl/usbctl/internal/exposition"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -114,7 +116,7 @@ func (m *Metrics) ActionDone(kind reconcile.ActionKind, err error, class failure
 func (m *Metrics) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		var buf bytes.Buffer
-		writeText(&buf, m.gather())
+		exposition.WriteText(&buf, m.gather())
 		h := w.Header()
 		h.Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		h.Set("Content-Length", strconv.Itoa(buf.Len()))
@@ -126,40 +128,40 @@ func (m *Metrics) Handler() http.Handler {
 
 // gather collects every family: usbctl's own, then the process's and the
 // Go runtime's.
-func (m *Metrics) gather() []family {
+func (m *Metrics) gather() []exposition.Family {
 	fams := m.counterFamilies()
 	fams = append(fams, statusFamilies(m.status())...)
-	fams = append(fams, procFamilies()...)
-	fams = append(fams, goFamilies()...)
+	fams = append(fams, exposition.Process()...)
+	fams = append(fams, exposition.GoRuntime()...)
 	return fams
 }
 
 // counterFamilies snapshots the counters and the histogram under one lock,
 // so a histogram's buckets, sum and count agree with each other.
-func (m *Metrics) counterFamilies() []family {
+func (m *Metrics) counterFamilies() []exposition.Family {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	actions := family{name: nameActions, help: helpActions, typ: typeCounter}
+	actions := exposition.Family{Name: nameActions, Help: helpActions, Type: exposition.TypeCounter}
 	for k, n := range m.actions {
-		actions.series = append(actions.series, series{labels: []label{{"kind", string(k)}}, value: float64(n)})
+		actions.Series = append(actions.Series, exposition.Series{Labels: []exposition.Label{{Name: "kind", Value: string(k)}}, Value: float64(n)})
 	}
-	failures := family{name: nameFailures, help: helpFailures, typ: typeCounter}
+	failures := exposition.Family{Name: nameFailures, Help: helpFailures, Type: exposition.TypeCounter}
 	for k, n := range m.failures {
-		failures.series = append(failures.series, series{labels: []label{{"kind", string(k.kind)}, {"reason", k.reason}}, value: float64(n)})
+		failures.Series = append(failures.Series, exposition.Series{Labels: []exposition.Label{{Name: "kind", Value: string(k.kind)}, {Name: "reason", Value: k.reason}}, Value: float64(n)})
 	}
-	h := &histSnapshot{bounds: m.syncs.bounds, cumulative: make([]uint64, len(m.syncs.bounds)), sum: m.syncs.sum}
+	h := &exposition.Histogram{Bounds: m.syncs.bounds, Cumulative: make([]uint64, len(m.syncs.bounds)), Sum: m.syncs.sum}
 	for i, n := range m.syncs.counts {
-		h.count += n
-		if i < len(h.cumulative) {
-			h.cumulative[i] = h.count
+		h.Count += n
+		if i < len(h.Cumulative) {
+			h.Cumulative[i] = h.Count
 		}
 	}
-	syncs := family{name: nameSync, help: helpSync, typ: typeHistogram, series: []series{{hist: h}}}
-	return []family{actions, failures, syncs}
+	syncs := exposition.Family{Name: nameSync, Help: helpSync, Type: exposition.TypeHistogram, Series: []exposition.Series{{Hist: h}}}
+	return []exposition.Family{actions, failures, syncs}
 }
 
 // statusFamilies turns a status into gauges (and the syncs counter).
-func statusFamilies(st controller.Status) []family {
+func statusFamilies(st controller.Status) []exposition.Family {
 	attached, foreign := 0, 0
 	type dk struct {
 		state   string
@@ -171,9 +173,9 @@ func statusFamilies(st controller.Status) []family {
 		foreign += len(d.Foreign)
 		doms[dk{string(d.State), d.Managed}]++
 	}
-	domains := family{name: "usbctl_domains", help: "libvirt domains, by state and whether the config has rules for them.", typ: typeGauge}
+	domains := exposition.Family{Name: "usbctl_domains", Help: "libvirt domains, by state and whether the config has rules for them.", Type: exposition.TypeGauge}
 	for k, n := range doms {
-		domains.series = append(domains.series, series{labels: []label{{"state", k.state}, {"managed", strconv.FormatBool(k.managed)}}, value: float64(n)})
+		domains.Series = append(domains.Series, exposition.Series{Labels: []exposition.Label{{Name: "state", Value: k.state}, {Name: "managed", Value: strconv.FormatBool(k.managed)}}, Value: float64(n)})
 	}
 	perm := 0
 	for _, p := range st.Pending {
@@ -181,25 +183,25 @@ func statusFamilies(st controller.Status) []family {
 			perm++
 		}
 	}
-	return []family{
-		{name: "usbctl_devices", help: "USB devices present, by placement: attached (by usbctl to a running domain) or unassigned.", typ: typeGauge, series: []series{
-			{labels: []label{{"placement", "attached"}}, value: float64(attached)},
-			{labels: []label{{"placement", "unassigned"}}, value: float64(len(st.Unassigned))},
+	return []exposition.Family{
+		{Name: "usbctl_devices", Help: "USB devices present, by placement: attached (by usbctl to a running domain) or unassigned.", Type: exposition.TypeGauge, Series: []exposition.Series{
+			{Labels: []exposition.Label{{Name: "placement", Value: "attached"}}, Value: float64(attached)},
+			{Labels: []exposition.Label{{Name: "placement", Value: "unassigned"}}, Value: float64(len(st.Unassigned))},
 		}},
 		domains,
-		gauge("usbctl_foreign_hostdevs", "USB hostdevs usbctl did not attach (never touched).", float64(foreign)),
-		{name: "usbctl_pending_actions", help: "Planned actions not done yet, by whether they wait for a change (permanent) or retry.", typ: typeGauge, series: []series{
-			{labels: []label{{"permanent", "false"}}, value: float64(len(st.Pending) - perm)},
-			{labels: []label{{"permanent", "true"}}, value: float64(perm)},
+		exposition.Gauge("usbctl_foreign_hostdevs", "USB hostdevs usbctl did not attach (never touched).", float64(foreign)),
+		{Name: "usbctl_pending_actions", Help: "Planned actions not done yet, by whether they wait for a change (permanent) or retry.", Type: exposition.TypeGauge, Series: []exposition.Series{
+			{Labels: []exposition.Label{{Name: "permanent", Value: "false"}}, Value: float64(len(st.Pending) - perm)},
+			{Labels: []exposition.Label{{Name: "permanent", Value: "true"}}, Value: float64(perm)},
 		}},
-		gauge("usbctl_conflicts", "Devices the rules cannot place as written.", float64(len(st.Conflicts))),
-		gauge("usbctl_config_reload_rejected", "1 if the newest reload was rejected and older rules stay in force.", b2f(st.Config.Rejected != nil)),
-		gauge("usbctl_config_loaded_timestamp_seconds", "When the rules in force were loaded.", unix(st.Config.LoadedAt)),
-		gauge("usbctl_config_rules", "Device rules in force.", float64(st.Config.Rules)),
-		gauge("usbctl_libvirt_connected", "1 while the libvirt connection is up.", b2f(st.Hypervisor.Connected)),
-		gauge("usbctl_ready", "1 once the first complete sync is done.", b2f(st.Ready)),
-		counter("usbctl_syncs_total", "Syncs done since start.", float64(st.Syncs)),
-		gauge("usbctl_last_sync_timestamp_seconds", "When the last sync finished.", unix(st.LastSync)),
+		exposition.Gauge("usbctl_conflicts", "Devices the rules cannot place as written.", float64(len(st.Conflicts))),
+		exposition.Gauge("usbctl_config_reload_rejected", "1 if the newest reload was rejected and older rules stay in force.", b2f(st.Config.Rejected != nil)),
+		exposition.Gauge("usbctl_config_loaded_timestamp_seconds", "When the rules in force were loaded.", unix(st.Config.LoadedAt)),
+		exposition.Gauge("usbctl_config_rules", "Device rules in force.", float64(st.Config.Rules)),
+		exposition.Gauge("usbctl_libvirt_connected", "1 while the libvirt connection is up.", b2f(st.Hypervisor.Connected)),
+		exposition.Gauge("usbctl_ready", "1 once the first complete sync is done.", b2f(st.Ready)),
+		exposition.Counter("usbctl_syncs_total", "Syncs done since start.", float64(st.Syncs)),
+		exposition.Gauge("usbctl_last_sync_timestamp_seconds", "When the last sync finished.", unix(st.LastSync)),
 	}
 }
 

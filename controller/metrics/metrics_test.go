@@ -18,6 +18,7 @@ import (
 
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/failure"
+	"github.com/usbctl/usbctl/internal/exposition"
 	"github.com/usbctl/usbctl/internal/promtest"
 	"github.com/usbctl/usbctl/reconcile"
 )
@@ -283,27 +284,9 @@ func TestLabelEscaping(t *testing.T) {
 	// Help texts escape backslash and newline (and keep quotes).
 	var buf bytes.Buffer
 	help := "one \\ two\nthree \"four\""
-	writeText(&buf, []family{gauge("x", help, 1)})
+	exposition.WriteText(&buf, []exposition.Family{exposition.Gauge("x", help, 1)})
 	if got := parse(t, buf.String())["x"].GetHelp(); got != help {
 		t.Errorf("help %q came back as %q", help, got)
-	}
-}
-
-func TestFloatFormat(t *testing.T) {
-	for _, c := range []struct {
-		v    float64
-		want string
-	}{
-		{0, "0"}, {math.Copysign(0, -1), "0"}, {1, "1"}, {-1, "-1"}, {12, "12"},
-		{1.7e9, "1.7e+09"}, {1_700_000_100.5, "1.7000001005e+09"}, {5e-05, "5e-05"}, {0.0002, "0.0002"},
-		{math.Inf(1), "+Inf"}, {math.Inf(-1), "-Inf"}, {math.NaN(), "NaN"},
-		{float64(^uint64(0)), "1.8446744073709552e+19"},
-	} {
-		var buf bytes.Buffer
-		writeFloat(&buf, c.v)
-		if buf.String() != c.want {
-			t.Errorf("writeFloat(%v) = %q, want %q", c.v, buf.String(), c.want)
-		}
 	}
 }
 
@@ -362,34 +345,6 @@ func TestProcessAndGoMetrics(t *testing.T) {
 	}
 	if q := f["go_gc_duration_seconds"].GetMetric()[0].GetSummary().GetQuantile(); len(q) != 5 || q[0].GetQuantile() != 0 || q[4].GetQuantile() != 1 || q[4].GetValue() < q[0].GetValue() {
 		t.Errorf("go_gc_duration_seconds quantiles %v, want min, quartiles, max", q)
-	}
-}
-
-func TestParseStat(t *testing.T) {
-	// The command name holds ") " to show the fields are counted from the
-	// last parenthesis.
-	line := "4242 (we) ird) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 9 0 123456 1602740224 2747 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
-	st, err := parseStat(line)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (selfStat{utime: 250, stime: 75, starttime: 123456, vsize: 1602740224, rss: 2747}); st != want {
-		t.Errorf("parseStat = %+v, want %+v", st, want)
-	}
-	if _, err := parseStat("4242 (short) S 1 2 3\n"); err == nil {
-		t.Error("a truncated stat line parsed")
-	}
-}
-
-func TestParseNetOctets(t *testing.T) {
-	text := "TcpExt: SyncookiesSent InOctets\nTcpExt: 1 999\n" +
-		"IpExt: InNoRoutes InOctets OutOctets InMcastOctets\nIpExt: 0 138179031 547836 7\n"
-	in, out, err := parseNetOctets(text)
-	if err != nil || in != 138179031 || out != 547836 {
-		t.Errorf("parseNetOctets = %v, %v, %v; want 138179031, 547836, nil", in, out, err)
-	}
-	if _, _, err := parseNetOctets("IpExt: InOctets OutOctets\nIpExt: 1\n"); err == nil {
-		t.Error("mismatched IpExt lines parsed")
 	}
 }
 
