@@ -1,7 +1,9 @@
 // Package api is the daemon's control socket: HTTP and JSON over a unix
-// socket, served by usbctld and used by the usbctl CLI. Reading status is
-// for whoever may open the socket (its mode and group decide); changing
-// anything is for root only, checked with the peer's credentials.
+// socket, served by usbctld and used by the usbctl CLI. Reading (status,
+// plan, metrics) is for whoever may open the socket: its mode 0660 and its
+// group decide. Changing anything (reload) is for root and for the members
+// of one control group, checked with the credentials the kernel took at
+// connect (SO_PEERCRED, SO_PEERGROUPS); every change is logged with them.
 package api
 
 import (
@@ -70,6 +72,11 @@ func Listen(path string, gid int) (net.Listener, error) {
 	if gid >= 0 {
 		if err := os.Chown(path, -1, gid); err != nil {
 			ln.Close()
+			if errors.Is(err, syscall.EPERM) {
+				// Not root: chown(2) gives a file only to a group
+				// its owner is a member of.
+				return nil, fmt.Errorf("control socket %s: chown to group %d: %w: usbctld runs as uid %d, which must be a member of that group (under systemd: SupplementaryGroups= and SystemCallFilter=@chown in a drop-in; see usbctld(8))", path, gid, err, os.Geteuid())
+			}
 			return nil, fmt.Errorf("control socket %s: chown to group %d: %w", path, gid, err)
 		}
 	}
@@ -84,50 +91,56 @@ func Listen(path string, gid int) (net.Listener, error) {
 type Server struct {
 	b   Backend
 	log *slog.Logger
-	// mayChange decides whether a peer uid may reload; root only by
-	// default. Tests replace it to see a refusal while running as root.
-	mayChange func(uid uint32) bool
-	metrics   http.Handler
+	// mayChange decides whether a peer may change anything: root, or a
+	// member of the control group. Tests replace it to see a refusal
+	// while running as root.
+	mayChange func(peer) bool
+	// ctlGroup names the control group in refusals ("" for none).
+	ctlGroup string
+	metrics  http.Handler
 }
 
 // SetMetrics serves h (Prometheus text format) at GET /metrics, for
 // whoever may read status. Call before Serve.
 func (s *Server) SetMetrics(h http.Handler) { s.metrics = h }
 
-// NewServer returns a server for b.
+// SetControlGroup lets the members of group gid (primary or supplementary,
+// as the peer had them at connect) change what root may change. name is
+// the group's name, for messages. Call before Serve.
+func (s *Server) SetControlGroup(gid uint32, name string) {
+	s.ctlGroup = name
+	s.mayChange = func(p peer) bool { return p.uid == 0 || p.inGroup(gid) }
+}
+
+// NewServer returns a server for b. Only root may change anything until
+// SetControlGroup says who else may.
 func NewServer(b Backend, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{b: b, log: log, mayChange: func(uid uint32) bool { return uid == 0 }}
+	return &Server{b: b, log: log, mayChange: func(p peer) bool { return p.uid == 0 }}
 }
 
 type peerKey struct{}
 
-// peer is the credentials of the process at the other end of the socket.
-type peer struct {
-	uid, gid uint32
-	pid      int32
-	known    bool
-}
-
-func peerOf(c net.Conn) peer {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return peer{}
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return peer{}
-	}
-	var p peer
-	_ = raw.Control(func(fd uintptr) {
-		cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-		if err == nil {
-			p = peer{uid: cred.Uid, gid: cred.Gid, pid: cred.Pid, known: true}
+// change guards a route that changes something: peers that may not are
+// refused with 403, and every attempt is logged with the peer's
+// credentials, allowed or not.
+func (s *Server) change(what string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, _ := r.Context().Value(peerKey{}).(peer)
+		if !p.known || !s.mayChange(p) {
+			s.log.Warn(what+" refused", "uid", p.uid, "gid", p.gid, "groups", p.groups, "pid", p.pid)
+			msg := fmt.Sprintf("%s needs root (usbctld --control-group GROUP lets a group's members do it too): run sudo usbctl %s", what, what)
+			if s.ctlGroup != "" {
+				msg = fmt.Sprintf("%s needs root or a member of group %s: run sudo usbctl %s, or join the group and log in again", what, s.ctlGroup, what)
+			}
+			writeError(w, http.StatusForbidden, msg)
+			return
 		}
-	})
-	return p
+		s.log.Info(what+" requested", "uid", p.uid, "gid", p.gid, "pid", p.pid)
+		h(w, r)
+	}
 }
 
 // Handler is the API's routes.
@@ -147,20 +160,14 @@ func (s *Server) Handler() http.Handler {
 	if s.metrics != nil {
 		mux.Handle("GET /metrics", s.metrics)
 	}
-	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
-		p, _ := r.Context().Value(peerKey{}).(peer)
-		if !p.known || !s.mayChange(p.uid) {
-			s.log.Warn("reload refused", "uid", p.uid, "pid", p.pid)
-			writeError(w, http.StatusForbidden, "reload needs root: run sudo usbctl reload (or systemctl reload usbctld)")
-			return
-		}
+	mux.HandleFunc("POST /v1/reload", s.change("reload", func(w http.ResponseWriter, r *http.Request) {
 		res, err := s.b.Reload(r.Context())
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
-	})
+	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		mux.ServeHTTP(w, r)
