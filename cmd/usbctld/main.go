@@ -37,6 +37,7 @@ type options struct {
 	uri           string
 	socket        string
 	socketGroup   string
+	controlGroup  string
 	logLevel      string
 	logFormat     string
 	releaseOnStop bool
@@ -56,7 +57,8 @@ func main() {
 	fs.Var(&cfgs, "config", "config file or directory of *.hcl files; repeatable (default "+config.DefaultPath+" and "+config.DefaultDir+")")
 	fs.StringVar(&o.uri, "uri", "", "libvirt URI (overrides the config's libvirt { uri })")
 	fs.StringVar(&o.socket, "socket", api.DefaultSocket, "control socket path")
-	fs.StringVar(&o.socketGroup, "socket-group", "", "group allowed to read status through the socket (mode 0660)")
+	fs.StringVar(&o.socketGroup, "socket-group", "", "group given the socket (mode 0660), whose members may read status; default: usbctld's own group")
+	fs.StringVar(&o.controlGroup, "control-group", "", "group whose members may also change things (reload), as root may; they must be able to open the socket too")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&o.releaseOnStop, "release-on-stop", false, "detach every device usbctld attached when it stops (default: leave guests undisturbed)")
@@ -127,11 +129,19 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	}
 	gid := -1
 	if o.socketGroup != "" {
-		g, err := user.LookupGroup(o.socketGroup)
+		g, err := lookupGID(o.socketGroup)
 		if err != nil {
-			return fmt.Errorf("socket group %s: %w", o.socketGroup, err)
+			return fmt.Errorf("socket group: %w", err)
 		}
-		gid, _ = strconv.Atoi(g.Gid)
+		gid = int(g)
+	}
+	ctlGID := -1
+	if o.controlGroup != "" {
+		g, err := lookupGID(o.controlGroup)
+		if err != nil {
+			return fmt.Errorf("control group: %w", err)
+		}
+		ctlGID = int(g)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
@@ -175,6 +185,9 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	d := &backend{ctl: ctl, log: log, paths: o.configs}
 	srv := api.NewServer(d, log.With("component", "api"))
 	srv.SetMetrics(met.Handler())
+	if ctlGID >= 0 {
+		srv.SetControlGroup(uint32(ctlGID), o.controlGroup)
+	}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
@@ -217,7 +230,7 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	log.Info("usbctld started", "uri", uri, "config", strings.Join(cfg.Files, ","), "socket", o.socket)
+	log.Info("usbctld started", "uri", uri, "config", strings.Join(cfg.Files, ","), "socket", o.socket, "uid", os.Geteuid(), "control_group", o.controlGroup)
 	var firstErr error
 	ready := ctl.Ready()
 loop:
@@ -235,6 +248,9 @@ loop:
 			debug.FreeOSMemory()
 			trimCHeap()
 		case <-hup:
+			// Only root and usbctld's own uid may signal it
+			// (systemctl reload runs kill as the unit's user).
+			log.Info("reload requested", "by", "SIGHUP")
 			_, _ = d.Reload(ctx)
 		case err := <-errc:
 			firstErr = err
@@ -255,6 +271,24 @@ loop:
 	}
 	log.Info("usbctld stopped")
 	return firstErr
+}
+
+// lookupGID resolves a group name, or a number, to a gid.
+func lookupGID(name string) (uint32, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		if _, nerr := strconv.ParseUint(name, 10, 32); nerr == nil {
+			g, err = user.LookupGroupId(name)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w (groupadd --system %s creates it)", name, err, name)
+	}
+	n, err := strconv.ParseUint(g.Gid, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("group %s: gid %q: %w", name, g.Gid, err)
+	}
+	return uint32(n), nil
 }
 
 func ignoreCanceled(err error) error {

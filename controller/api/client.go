@@ -59,7 +59,7 @@ func (c *Client) dialError(err error) error {
 	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("%w (nothing listens on %s): start it with systemctl start usbctld", ErrNotRunning, c.Socket)
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-		return fmt.Errorf("permission denied on %s: run as root, or as a member of the group given to usbctld --socket-group", c.Socket)
+		return fmt.Errorf("permission denied on %s: run as root, or as a member of the socket's group (usbctl for the packaged service, else the one given to usbctld --socket-group)", c.Socket)
 	}
 	return fmt.Errorf("connect to usbctld at %s: %w", c.Socket, err)
 }
