@@ -82,6 +82,12 @@ func newMonitor(bufSize int) (*monitor, error) {
 	return m, nil
 }
 
+// recvBuf is the socket's SO_RCVBUF, read on libudev's descriptor (Fd on
+// the dup would take it out of the netpoller).
+func (m *monitor) recvBuf() (int, error) {
+	return unix.GetsockoptInt(int(C.udev_monitor_get_fd(m.mon)), unix.SOL_SOCKET, unix.SO_RCVBUF)
+}
+
 func errnoOr(err error) error {
 	if err == nil {
 		return errors.New("unknown error")

@@ -107,11 +107,19 @@ func (s *Source) Watch(ctx context.Context, handle func(Event)) error {
 
 // watchOnce runs one monitor until it breaks or ctx is done.
 func (s *Source) watchOnce(ctx context.Context, handle func(Event)) error {
-	m, err := newMonitor(16 << 20)
+	const want = 16 << 20
+	m, err := newMonitor(want)
 	if err != nil {
 		return err
 	}
 	defer m.close()
+	// Linux reports twice what it grants (bookkeeping overhead). Without
+	// CAP_NET_ADMIN the grant stops at net.core.rmem_max: say so once,
+	// since that is how usbctld runs under its unit.
+	if got, err := m.recvBuf(); err == nil && got/2 < want {
+		s.log.Info("udev receive buffer is smaller than asked: a burst of events that overruns it costs one full resync",
+			"bytes", got, "asked", want, "raise_with", "sysctl net.core.rmem_max (usbctld has no CAP_NET_ADMIN to force it)")
+	}
 	return m.run(ctx, s, handle)
 }
 
