@@ -15,7 +15,9 @@
 # /lib/systemd/system), man pages compressed, the copyright and changelog in
 # /usr/share/doc/usbctl. Maintainer scripts (packaging/debian/) enable the unit
 # with deb-systemd-helper and start/stop it with deb-systemd-invoke, as
-# dh_installsystemd would. Depends come from dpkg-shlibdeps when dpkg-dev is
+# dh_installsystemd would, after creating the user usbctl with
+# systemd-sysusers from /usr/lib/sysusers.d/usbctl.conf, as
+# dh_installsysusers would. Depends come from dpkg-shlibdeps when dpkg-dev is
 # installed, else "libc6, libvirt0, libudev1".
 set -euo pipefail
 
@@ -108,12 +110,14 @@ fi
 for need in libvirt0 libudev1; do
 	[[ $depends == *"$need"* ]] || depends="$depends, $need"
 done
+# postinst runs systemd-sysusers (what dh_installsysusers depends on).
+depends="$depends, systemd | systemd-standalone-sysusers | systemd-sysusers"
 
 (cd "$pkg" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) >"$pkg/DEBIAN/md5sums"
 chmod 0644 "$pkg/DEBIAN/md5sums"
 size=$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)
 sed -e "s|@VERSION@|$VERSION|" -e "s|@ARCH@|$arch|" -e "s|@MAINTAINER@|$MAINTAINER|" \
-	-e "s|@INSTALLED_SIZE@|$size|" -e "s|@DEPENDS@|$depends|" \
+	-e "s|@INSTALLED_SIZE@|$size|" -e "s#@DEPENDS@#$depends#" \
 	packaging/debian/control.in >"$pkg/DEBIAN/control"
 chmod 0644 "$pkg/DEBIAN/control"
 find "$pkg" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +

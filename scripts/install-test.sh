@@ -3,7 +3,8 @@
 # (PREFIX=/usr/local and PREFIX=/usr), checks the tree — every file, its mode,
 # the unit's ExecStart, the man pages and completions, `usbctl check` on the
 # installed default config, a changed config surviving a reinstall — then
-# uninstalls and checks that nothing is left. Exits 1 on any failure.
+# uninstalls and checks that nothing is left. The sysusers.d file creates the
+# user usbctl in the group libvirt. Exits 1 on any failure.
 #
 #   scripts/install-test.sh            # KEEP=1 keeps the temporary tree
 set -euo pipefail
@@ -101,6 +102,10 @@ check_tree() {
 		<(grep -v '^ExecStart=\|^# systemd unit' "$d$unitdir/usbctld.service") >/dev/null ||
 		fail "the installed unit differs from examples/usbctld.service beyond ExecStart"
 
+	# The user the unit runs as.
+	mode "$d$prefix/lib/sysusers.d/usbctl.conf" 644
+	check_sysusers "$d$prefix/lib/sysusers.d/usbctl.conf"
+
 	# The installed CLI accepts the installed default config.
 	local out
 	if out=$("$d$prefix/bin/usbctl" check "$d/etc/usbctl/usbctl.hcl" "$d/etc/usbctl/conf.d" 2>&1); then
@@ -120,6 +125,30 @@ check_tree() {
 		fail "bash completion does not load: $out"
 	head -1 "$d$prefix/share/zsh/site-functions/_usbctl" | grep -q '^#compdef usbctl' || fail "zsh completion lacks #compdef usbctl"
 	grep -q 'complete -c usbctl' "$d$prefix/share/fish/vendor_completions.d/usbctl.fish" || fail "fish completion lacks complete -c usbctl"
+}
+
+# check_sysusers FILE: systemd-sysusers, given FILE on an empty root and on
+# one where libvirt-daemon-system made the group libvirt already, creates
+# the system user usbctl with its own group and puts it in libvirt.
+check_sysusers() {
+	local r out
+	for seed in "" "libvirt:x:110:"; do
+		r=$(mktemp -d "$work/sysroot.XXXXXX")
+		mkdir -p "$r/etc"
+		: >"$r/etc/passwd"
+		printf '%s' "${seed:+$seed$'\n'}" >"$r/etc/group"
+		if ! out=$(systemd-sysusers --root="$r" "$1" 2>&1); then
+			fail "systemd-sysusers ${1#"$work"}: $out"
+			continue
+		fi
+		local pw uid gid
+		pw=$(grep '^usbctl:' "$r/etc/passwd" || true)
+		IFS=: read -r _ _ uid gid _ _ _ <<<"$pw"
+		[[ -n $pw && $uid -lt 1000 && $pw == *:/usr/sbin/nologin ]] || fail "sysusers: user usbctl is not a system user without a shell: '$pw'"
+		grep -q "^usbctl:x:$gid:" "$r/etc/group" || fail "sysusers: the group of usbctl is not usbctl ($gid): $(cat "$r/etc/group")"
+		grep -Eq '^libvirt:x:[0-9]+:(.*,)?usbctl(,|$)' "$r/etc/group" || fail "sysusers: usbctl is not in libvirt: $(cat "$r/etc/group")"
+		[[ -z $seed ]] || grep -qx 'libvirt:x:110:usbctl' "$r/etc/group" || fail "sysusers: an existing libvirt group was not kept: $(cat "$r/etc/group")"
+	done
 }
 
 # remaining DEST: every non-directory left under DEST.

@@ -11,12 +11,18 @@
 #   DESTDIR     (empty)       staging root prepended to every path
 #   SYSCONFDIR  /etc          usbctl reads SYSCONFDIR/usbctl (built in: /etc)
 #   UNITDIR     /lib/systemd/system when PREFIX=/usr, else PREFIX/lib/systemd/system
+#   SYSUSERSDIR /usr/lib/sysusers.d when PREFIX=/usr, else PREFIX/lib/sysusers.d
 #   BUILDDIR    bin           where `go build -o bin/ ./cmd/...` put usbctl and usbctld
 #
 # The configuration is never overwritten: if SYSCONFDIR/usbctl/usbctl.hcl
 # exists and differs, the shipped one is installed next to it as
 # usbctl.hcl.new. Uninstall removes the configuration only if it is still the
 # shipped one, and conf.d only if it is empty.
+#
+# The daemon runs as the system user usbctl (in the group libvirt), which
+# SYSUSERSDIR/usbctl.conf declares. A live install (no DESTDIR, as root)
+# creates it with systemd-sysusers; uninstall leaves it, as Debian leaves
+# system users: files it owned may still exist.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +30,7 @@ action=install
 for arg in "$@"; do
 	case $arg in
 	install | uninstall) action=$arg ;;
-	PREFIX=* | DESTDIR=* | SYSCONFDIR=* | UNITDIR=* | BUILDDIR=*) export "${arg?}" ;;
+	PREFIX=* | DESTDIR=* | SYSCONFDIR=* | UNITDIR=* | SYSUSERSDIR=* | BUILDDIR=*) export "${arg?}" ;;
 	-h | --help)
 		sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
 		exit 0
@@ -47,6 +53,13 @@ if [[ -z ${UNITDIR:-} ]]; then
 		UNITDIR=/lib/systemd/system
 	else
 		UNITDIR=$PREFIX/lib/systemd/system
+	fi
+fi
+if [[ -z ${SYSUSERSDIR:-} ]]; then
+	if [[ $PREFIX == /usr ]]; then
+		SYSUSERSDIR=/usr/lib/sysusers.d
+	else
+		SYSUSERSDIR=$PREFIX/lib/sysusers.d
 	fi
 fi
 case $PREFIX in /*) ;; *)
@@ -94,11 +107,12 @@ do_install() {
 	grep -q "^ExecStart=$bindir/usbctld\( \|\$\)" "$tmp/usbctld.service" ||
 		die "examples/usbctld.service has no ExecStart=.../usbctld line to point at $bindir/usbctld"
 
-	install -d -m 0755 "$D$bindir" "$D$UNITDIR" "$D$mandir/man1" "$D$mandir/man8" \
+	install -d -m 0755 "$D$bindir" "$D$UNITDIR" "$D$SYSUSERSDIR" "$D$mandir/man1" "$D$mandir/man8" \
 		"$D${bashcomp%/*}" "$D${zshcomp%/*}" "$D${fishcomp%/*}" "$D$docdir/examples" \
 		"$D$confdir" "$D$confdir/conf.d"
 	install -m 0755 "$BUILDDIR/usbctl" "$BUILDDIR/usbctld" "$D$bindir/"
 	install -m 0644 "$tmp/usbctld.service" "$D$UNITDIR/usbctld.service"
+	install -m 0644 "$root/packaging/sysusers.conf" "$D$SYSUSERSDIR/usbctl.conf"
 	install -m 0644 "$tmp"/man1/*.1 "$D$mandir/man1/"
 	install -m 0644 "$root/packaging/usbctld.8" "$D$mandir/man8/usbctld.8"
 	install -m 0644 "$tmp/usbctl.bash" "$D$bashcomp"
@@ -120,6 +134,13 @@ do_install() {
 	fi
 
 	say "installed usbctl: PREFIX=$PREFIX${D:+ DESTDIR=$D}"
+	if [[ -z $D && $(id -u) == 0 ]]; then
+		if command -v systemd-sysusers >/dev/null; then
+			systemd-sysusers "$SYSUSERSDIR/usbctl.conf" || die "systemd-sysusers $SYSUSERSDIR/usbctl.conf failed: the user usbctl is missing"
+		else
+			say "systemd-sysusers not found: create the system user usbctl, in the groups usbctl and libvirt, before starting usbctld"
+		fi
+	fi
 	if live_systemd; then
 		systemctl daemon-reload
 		say "start it, now and at boot: systemctl enable --now usbctld"
@@ -130,7 +151,7 @@ do_uninstall() {
 	if live_systemd && systemctl cat usbctld.service >/dev/null 2>&1; then
 		systemctl disable --now usbctld.service || true
 	fi
-	rm -f "$D$bindir/usbctl" "$D$bindir/usbctld" "$D$UNITDIR/usbctld.service" \
+	rm -f "$D$bindir/usbctl" "$D$bindir/usbctld" "$D$UNITDIR/usbctld.service" "$D$SYSUSERSDIR/usbctl.conf" \
 		"$D$mandir"/man1/usbctl.1 "$D$mandir"/man1/usbctl.1.gz \
 		"$D$mandir"/man1/usbctl-*.1 "$D$mandir"/man1/usbctl-*.1.gz \
 		"$D$mandir/man8/usbctld.8" "$D$mandir/man8/usbctld.8.gz" \
@@ -155,6 +176,9 @@ do_uninstall() {
 		systemctl daemon-reload
 	fi
 	say "uninstalled usbctl: PREFIX=$PREFIX${D:+ DESTDIR=$D}"
+	if [[ -z $D ]] && getent passwd usbctl >/dev/null; then
+		say "kept the system user usbctl (files it owned may remain; userdel usbctl removes it)"
+	fi
 }
 
 "do_$action"
