@@ -2,8 +2,10 @@
 # Builds the .deb into a temporary directory and checks it: the files a
 # system install needs are in it, the unit is where systemd looks, the
 # config is a conffile, the maintainer scripts create the user usbctl
-# (systemd-sysusers) before they enable the unit the Debian way, and lintian
-# (installed by make deps) has no errors or warnings.
+# (systemd-sysusers) before they enable the unit the Debian way, the unit as
+# unpacked passes scripts/unit-check.sh (systemd-analyze verify silent,
+# security exposure at most 2.0, printed), and lintian (installed by make
+# deps) has no errors or warnings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
@@ -15,7 +17,7 @@ fail=0
 for f in ./usr/bin/usbctl ./usr/bin/usbctld ./lib/systemd/system/usbctld.service ./etc/usbctl/usbctl.hcl \
 	./usr/share/man/man1/usbctl.1.gz ./usr/share/man/man8/usbctld.8.gz \
 	./usr/share/bash-completion/completions/usbctl ./usr/share/doc/usbctl/copyright \
-	./usr/lib/sysusers.d/usbctl.conf; do
+	./usr/lib/sysusers.d/usbctl.conf ./usr/share/doc/usbctl/examples/usbctld-metrics.conf; do
 	grep -qxF "$f" <<<"$list" || { echo "deb-test: $f missing from $deb" >&2; fail=1; }
 done
 dpkg-deb -f "$deb" Depends | grep -q libvirt0 || { echo "deb-test: Depends lacks libvirt0" >&2; fail=1; }
@@ -30,6 +32,8 @@ if [[ -z $sysusers_line || -z $invoke_line || $sysusers_line -gt $invoke_line ]]
 	echo "deb-test: postinst does not run systemd-sysusers usbctl.conf before it starts the unit" >&2
 	fail=1
 fi
+dpkg-deb -x "$deb" "$out/root"
+bash scripts/unit-check.sh "$out/root" /usr /lib/systemd/system || fail=1
 grep -q '^lintian: done' "$out/build.log" || { echo "deb-test: lintian did not run clean:" >&2; sed -n '/== lintian/,$p' "$out/build.log" >&2; fail=1; }
 if grep -E '^[EW]: ' "$out/build.log"; then echo "deb-test: lintian errors or warnings" >&2; fail=1; fi
 [ $fail -eq 0 ] && echo "deb-test: $(basename "$deb") OK ($(wc -l <<<"$list") entries)"

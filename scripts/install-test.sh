@@ -3,8 +3,10 @@
 # (PREFIX=/usr/local and PREFIX=/usr), checks the tree — every file, its mode,
 # the unit's ExecStart, the man pages and completions, `usbctl check` on the
 # installed default config, a changed config surviving a reinstall — then
-# uninstalls and checks that nothing is left. The sysusers.d file creates the
-# user usbctl in the group libvirt. Exits 1 on any failure.
+# uninstalls and checks that nothing is left. The unit is checked as systemd
+# reads it: systemd-analyze verify has nothing to say, and systemd-analyze
+# security rates it at most 2.0 (the figure is printed); the sysusers.d file
+# creates the user usbctl in the group libvirt. Exits 1 on any failure.
 #
 #   scripts/install-test.sh            # KEEP=1 keeps the temporary tree
 set -euo pipefail
@@ -102,9 +104,16 @@ check_tree() {
 		<(grep -v '^ExecStart=\|^# systemd unit' "$d$unitdir/usbctld.service") >/dev/null ||
 		fail "the installed unit differs from examples/usbctld.service beyond ExecStart"
 
-	# The user the unit runs as.
+	# The metrics drop-in starts the installed daemon too.
+	mode "$doc/examples/usbctld-metrics.conf" 644
+	exec=$(grep '^ExecStart=.' "$doc/examples/usbctld-metrics.conf" || true)
+	[[ $exec == "ExecStart=$prefix/bin/usbctld --metrics-listen "* ]] || fail "metrics drop-in: $exec, want ExecStart=$prefix/bin/usbctld --metrics-listen ..."
+
+	# The user the unit runs as, and the unit itself as systemd reads it.
 	mode "$d$prefix/lib/sysusers.d/usbctl.conf" 644
 	check_sysusers "$d$prefix/lib/sysusers.d/usbctl.conf"
+	out=$(bash scripts/unit-check.sh "$d" "$prefix" "$unitdir" 2>&1) || fail "$out"
+	echo "$out"
 
 	# The installed CLI accepts the installed default config.
 	local out

@@ -100,12 +100,14 @@ do_install() {
 	"$BUILDDIR/usbctl" completion zsh >"$tmp/_usbctl"
 	"$BUILDDIR/usbctl" completion fish >"$tmp/usbctl.fish"
 
-	# The unit, pointing at the installed daemon.
-	sed -e "s|^ExecStart=[^ ]*usbctld|ExecStart=$bindir/usbctld|" \
-		-e "s|^# systemd unit for usbctld\. Install as .*|# systemd unit for usbctld, installed as $UNITDIR/usbctld.service.|" \
-		"$root/examples/usbctld.service" >"$tmp/usbctld.service"
-	grep -q "^ExecStart=$bindir/usbctld\( \|\$\)" "$tmp/usbctld.service" ||
-		die "examples/usbctld.service has no ExecStart=.../usbctld line to point at $bindir/usbctld"
+	# The unit and the metrics drop-in, pointing at the installed daemon.
+	for f in usbctld.service usbctld-metrics.conf; do
+		sed -e "s|^ExecStart=[^ ]*usbctld|ExecStart=$bindir/usbctld|" \
+			-e "s|^# systemd unit for usbctld\. Install as .*|# systemd unit for usbctld, installed as $UNITDIR/usbctld.service.|" \
+			"$root/examples/$f" >"$tmp/$f"
+		grep -q "^ExecStart=$bindir/usbctld\( \|\$\)" "$tmp/$f" ||
+			die "examples/$f has no ExecStart=.../usbctld line to point at $bindir/usbctld"
+	done
 
 	install -d -m 0755 "$D$bindir" "$D$UNITDIR" "$D$SYSUSERSDIR" "$D$mandir/man1" "$D$mandir/man8" \
 		"$D${bashcomp%/*}" "$D${zshcomp%/*}" "$D${fishcomp%/*}" "$D$docdir/examples" \
@@ -121,7 +123,7 @@ do_install() {
 	for f in "$root/README.md" "$root"/docs/*.md; do
 		if [[ -f $f ]]; then install -m 0644 "$f" "$D$docdir/"; fi
 	done
-	install -m 0644 "$root"/examples/*.hcl "$D$docdir/examples/"
+	install -m 0644 "$root"/examples/*.hcl "$tmp/usbctld-metrics.conf" "$D$docdir/examples/"
 
 	local conf=$D$confdir/usbctl.hcl
 	if [[ ! -e $conf ]]; then
