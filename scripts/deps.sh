@@ -5,7 +5,12 @@ set -euo pipefail
 pkgs=(gcc libc6-dev pkg-config libvirt-dev libudev-dev
       libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
       umockdev libumockdev-dev util-linux procps
-      passwd dpkg-dev lintian groff-base)
+      passwd dpkg-dev lintian groff-base
+      # libvirtd as Debian ships it for the unprivileged daemon's tests: the
+      # group libvirt and polkit's 60-libvirt.rules (libvirt-daemon-system),
+      # a system bus and polkitd of the sandbox's own; ip for loopback in
+      # the tests' network namespace; systemd-analyze for the unit's test.
+      libvirt-daemon-system dbus-daemon dbus-bin polkitd iproute2 systemd)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -43,15 +43,23 @@ type Options struct {
 	CacheDir string
 	// Log receives libvirtd's stderr; nil discards it.
 	Log io.Writer
+	// Auth is how libvirtd lets clients in; AuthRoot by default.
+	Auth Auth
+	// SocketGroup is the socket's group for AuthSocketGroup. It must exist
+	// when Start is called: libvirtd sees a copy of /etc/group made then.
+	SocketGroup string
 }
 
 // Sandbox is a running libvirtd with a fake-USB testbed.
 type Sandbox struct {
-	dir, cache string
-	ownDir     bool
-	log        io.Writer
-	tb         *umockdev.Testbed
-	wrapper    string
+	dir, cache  string
+	ownDir      bool
+	log         io.Writer
+	tb          *umockdev.Testbed
+	wrapper     string
+	auth        Auth
+	socketGroup string
+	bus, polkit *exec.Cmd // AuthPolkit's system bus and polkitd
 
 	mu       sync.Mutex
 	libvirtd *exec.Cmd
@@ -69,7 +77,10 @@ func Start(ctx context.Context, opt Options) (*Sandbox, error) {
 			return nil, fmt.Errorf("sandbox: %s not found: run make deps (scripts/deps.sh)", bin)
 		}
 	}
-	s := &Sandbox{dir: opt.Dir, cache: opt.CacheDir, log: opt.Log}
+	if opt.Auth == AuthSocketGroup && opt.SocketGroup == "" {
+		return nil, errors.New("sandbox: AuthSocketGroup needs a SocketGroup")
+	}
+	s := &Sandbox{dir: opt.Dir, cache: opt.CacheDir, log: opt.Log, auth: opt.Auth, socketGroup: opt.SocketGroup}
 	if s.log == nil {
 		s.log = io.Discard
 	}
@@ -102,6 +113,12 @@ func Start(ctx context.Context, opt Options) (*Sandbox, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.auth == AuthPolkit {
+		if err := s.startPolkit(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	if err := s.StartLibvirtd(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -128,18 +145,6 @@ func (s *Sandbox) Env() []string {
 	return []string{"UMOCKDEV_DIR=" + s.tb.Root(), "LD_PRELOAD=libumockdev-preload.so.0"}
 }
 
-const libvirtdConf = `# usbctl sandbox: local socket, no auth, logs to files.
-listen_tls = 0
-listen_tcp = 0
-unix_sock_group = "root"
-unix_sock_ro_perms = "0777"
-unix_sock_rw_perms = "0770"
-auth_unix_ro = "none"
-auth_unix_rw = "none"
-log_outputs = "2:file:/var/log/libvirt/libvirtd.log"
-keepalive_interval = 5
-`
-
 const qemuConf = `# usbctl sandbox: QEMU as root, no security driver, no cgroups,
 # no namespaces, logs without virtlogd.
 user = "root"
@@ -162,7 +167,7 @@ func (s *Sandbox) setup() error {
 		return fmt.Errorf("sandbox cache: %w", err)
 	}
 	files := map[string]string{
-		"etc/libvirt/libvirtd.conf": libvirtdConf,
+		"etc/libvirt/libvirtd.conf": s.libvirtdConf(),
 		"etc/libvirt/qemu.conf":     qemuConf,
 		// QEMU under the preload, except for libvirt's capability probes
 		// (-machine none): probing under the preload makes libvirt
@@ -307,6 +312,9 @@ exec libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
 `
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script)
 	cmd.Env = append(CleanEnv(), "D="+s.dir, "CACHE="+s.cache)
+	if s.auth == AuthPolkit {
+		cmd.Env = append(cmd.Env, "DBUS_SYSTEM_BUS_ADDRESS="+s.busAddress())
+	}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	// Its own process group, so a ^C to the test does not reach it
 	// before Close can shut things down in order.
@@ -515,6 +523,7 @@ func (s *Sandbox) Close() error {
 		}
 	}
 	_ = s.StopLibvirtd()
+	s.stopPolkit()
 	// QEMU that outlived libvirtd (after a KillLibvirtd).
 	pids, _ := filepath.Glob(s.path("run", "qemu", "*.pid"))
 	for _, p := range pids {

@@ -4,9 +4,12 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -24,6 +27,10 @@ type UsbctldOptions struct {
 	// NoDevices runs it without the umockdev preload: it then sees no
 	// fake devices (and these machines have no USB of their own).
 	NoDevices bool
+	// User runs it as this user, with the user's groups from the user
+	// database, as systemd's User= does; "" runs it as root. The sandbox
+	// must allow it (AllowUser).
+	User string
 }
 
 // Usbctld is a usbctld process run against the sandbox, as the e2e suite,
@@ -53,6 +60,14 @@ func (s *Sandbox) StartUsbctld(o UsbctldOptions) (*Usbctld, error) {
 	cmd.Stdout, cmd.Stderr = f, f
 	// A caller that dies without stopping it must not leave it running.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if o.User != "" {
+		cred, err := credential(o.User)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		cmd.SysProcAttr.Credential = cred
+	}
 	u := &Usbctld{Cmd: cmd, Socket: o.Socket, LogPath: o.Log, exited: make(chan struct{})}
 	u.Started = time.Now()
 	if err := cmd.Start(); err != nil {
@@ -106,4 +121,32 @@ func (u *Usbctld) Stop(sig syscall.Signal) {
 		_ = u.Cmd.Process.Kill()
 		<-u.exited
 	}
+}
+
+// credential is name's uid, primary gid and every group the user database
+// gives it, as initgroups(3) (and so systemd's User=) sets them.
+func credential(name string) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: user %s: %w", name, err)
+	}
+	ids, err := u.GroupIds()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: groups of %s: %w", name, err)
+	}
+	c := &syscall.Credential{}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("sandbox: user %s: %w", name, err)
+	}
+	c.Uid, c.Gid = uint32(uid), uint32(gid)
+	for _, id := range ids {
+		g, err := strconv.ParseUint(id, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: groups of %s: %w", name, err)
+		}
+		c.Groups = append(c.Groups, uint32(g))
+	}
+	return c, nil
 }
