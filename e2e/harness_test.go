@@ -61,6 +61,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bins.usbctld, bins.usbctl = filepath.Join(dir, "usbctld"), filepath.Join(dir, "usbctl")
+	// Unprivileged daemons run the binary from here too.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	latencies.mu.Lock()
 	if n := len(latencies.d); n > 0 {
@@ -96,10 +101,18 @@ type timedEvent struct {
 // event watcher; everything is torn down when the test ends.
 func newWorld(t *testing.T, guests ...string) *world {
 	t.Helper()
+	return newWorldWith(t, sandbox.Options{}, guests...)
+}
+
+// newWorldWith is newWorld on a sandbox started with opt (its Log is the
+// world's).
+func newWorldWith(t *testing.T, opt sandbox.Options, guests ...string) *world {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	var sbLog bytes.Buffer
-	sb, err := sandbox.Start(ctx, sandbox.Options{Log: &sbLog})
+	opt.Log = &sbLog
+	sb, err := sandbox.Start(ctx, opt)
 	if err != nil {
 		t.Fatalf("sandbox: %v\n%s", err, sbLog.String())
 	}
@@ -299,11 +312,19 @@ func (w *world) startDaemon(extra ...string) {
 // startDaemonAt is startDaemon with the control socket at sock.
 func (w *world) startDaemonAt(sock string, extra ...string) {
 	w.t.Helper()
+	w.startDaemonWith(sandbox.UsbctldOptions{Socket: sock, Args: append([]string{"--config", w.cfg}, extra...)})
+}
+
+// startDaemonWith starts usbctld as o says (Bin and Log filled in, debug
+// logging added) and waits for its first complete sync.
+func (w *world) startDaemonWith(o sandbox.UsbctldOptions) {
+	w.t.Helper()
 	if w.d != nil {
 		w.t.Fatal("a daemon is already running")
 	}
-	d, err := w.sb.StartUsbctld(sandbox.UsbctldOptions{Bin: bins.usbctld, Socket: sock, Log: filepath.Join(w.dir, "usbctld.log"),
-		Args: append([]string{"--config", w.cfg, "--log-level", "debug"}, extra...)})
+	o.Bin, o.Log = bins.usbctld, filepath.Join(w.dir, "usbctld.log")
+	o.Args = append(o.Args, "--log-level", "debug")
+	d, err := w.sb.StartUsbctld(o)
 	if err != nil {
 		w.t.Fatal(err)
 	}
