@@ -79,12 +79,12 @@ func (d USBDevice) Descriptors() []byte {
 		}
 		return i
 	}
-	b := []byte{18, 1, 0x00, 0x02, hexByte(class), 0, 0, 64}
+	b := []byte{18, 1, bcdUSB & 0xff, bcdUSB >> 8, hexByte(class), 0, 0, maxPacketSize0}
 	b = append(b, le16(d.Vendor)...)
 	b = append(b, le16(d.Product)...)
-	b = append(b, 0x00, 0x01, str(d.Manufacturer, 1), str(d.ProductName, 2), str(d.Serial, 3), 1)
+	b = append(b, bcdDevice&0xff, bcdDevice>>8, str(d.Manufacturer, 1), str(d.ProductName, 2), str(d.Serial, 3), 1)
 	total := 9 + 9*len(d.Interfaces)
-	b = append(b, 9, 2, byte(total), byte(total>>8), byte(len(d.Interfaces)), 1, 0, 0x80, 50)
+	b = append(b, 9, 2, byte(total), byte(total>>8), byte(len(d.Interfaces)), 1, 0, configAttributes, maxPower)
 	for i, ifc := range d.Interfaces {
 		b = append(b, 9, 4, byte(i), 0, 0, hexByte(ifc[0:2]), hexByte(ifc[2:4]), hexByte(ifc[4:6]), 0)
 	}
@@ -92,7 +92,13 @@ func (d USBDevice) Descriptors() []byte {
 }
 
 // Record is the umockdev record of the device alone (its parent hub must be
-// in the testbed already).
+// in the testbed already). Its sysfs attributes are the ones the kernel
+// gives a USB device (drivers/usb/core/sysfs.c), written as the kernel
+// writes them: text with a trailing newline, numbers in the kernel's own
+// formats (bNumInterfaces "%2d", version "%2x.%02x"), and each consistent
+// with the descriptors. Readers then meet here what they meet on a real
+// host: one that forgets the newline, or strips one byte too many, fails
+// in the tests and not only in the field.
 func (d USBDevice) Record() string {
 	desc := d.Descriptors()
 	speed := d.Speed
@@ -105,49 +111,139 @@ func (d USBDevice) Record() string {
 	}
 	minor := (d.Bus-1)*128 + d.Dev - 1
 	var b strings.Builder
-	line := func(kind, k, v string) {
-		// A record line ends at the newline: values with newlines
-		// cannot be represented, and hostile-string tests must not
-		// need them.
-		fmt.Fprintf(&b, "%s: %s=%s\n", kind, k, v)
+	prop := func(k, v string) {
+		// A property is one line of the uevent: it cannot hold a
+		// newline, and the kernel never puts one there.
+		fmt.Fprintf(&b, "E: %s=%s\n", k, v)
 	}
+	// attr writes a text attribute as the kernel's show functions do:
+	// value and newline. The record escapes it (umockdev reads A: values
+	// with g_strcompress), so a backslash, a newline or any byte a
+	// hostile device reports reaches the sysfs file unchanged.
+	attr := func(k, v string) { fmt.Fprintf(&b, "A: %s=%s\n", k, EscapeAttr(v+"\n")) }
 	fmt.Fprintf(&b, "P: %s\n", d.DevPath())
 	fmt.Fprintf(&b, "N: bus/usb/%03d/%03d=%s\n", d.Bus, d.Dev, strings.ToUpper(hex.EncodeToString(desc)))
-	line("E", "DEVNAME", d.DevNode())
-	line("E", "DEVTYPE", "usb_device")
-	line("E", "DRIVER", "usb")
-	line("E", "SUBSYSTEM", "usb")
-	line("E", "PRODUCT", fmt.Sprintf("%x/%x/100", hexVal(d.Vendor), hexVal(d.Product)))
-	line("E", "TYPE", fmt.Sprintf("%d/0/0", hexByte(class)))
-	line("E", "BUSNUM", fmt.Sprintf("%03d", d.Bus))
-	line("E", "DEVNUM", fmt.Sprintf("%03d", d.Dev))
-	line("E", "MAJOR", "189")
-	line("E", "MINOR", strconv.Itoa(minor))
-	line("E", "ID_VENDOR_ID", d.Vendor)
-	line("E", "ID_MODEL_ID", d.Product)
+	prop("DEVNAME", d.DevNode())
+	prop("DEVTYPE", "usb_device")
+	prop("DRIVER", "usb")
+	prop("SUBSYSTEM", "usb")
+	prop("PRODUCT", fmt.Sprintf("%x/%x/%x", hexVal(d.Vendor), hexVal(d.Product), bcdDevice))
+	prop("TYPE", fmt.Sprintf("%d/0/0", hexByte(class)))
+	prop("BUSNUM", fmt.Sprintf("%03d", d.Bus))
+	prop("DEVNUM", fmt.Sprintf("%03d", d.Dev))
+	prop("MAJOR", "189")
+	prop("MINOR", strconv.Itoa(minor))
+	prop("ID_VENDOR_ID", d.Vendor)
+	prop("ID_MODEL_ID", d.Product)
 	if d.Serial != "" {
-		line("E", "ID_SERIAL_SHORT", d.Serial)
+		prop("ID_SERIAL_SHORT", d.Serial)
 	}
 	if len(d.Interfaces) > 0 {
-		line("E", "ID_USB_INTERFACES", ":"+strings.Join(d.Interfaces, ":")+":")
+		prop("ID_USB_INTERFACES", ":"+strings.Join(d.Interfaces, ":")+":")
 	}
-	line("A", "idVendor", d.Vendor)
-	line("A", "idProduct", d.Product)
-	line("A", "bDeviceClass", class)
-	line("A", "busnum", strconv.Itoa(d.Bus))
-	line("A", "devnum", strconv.Itoa(d.Dev))
-	line("A", "speed", speed)
-	line("A", "dev", fmt.Sprintf("189:%d", minor))
-	if d.Serial != "" {
-		line("A", "serial", d.Serial)
+	attr("authorized", "1")
+	if d.Port == "" {
+		attr("authorized_default", "1")
+		attr("interface_authorized_default", "1")
 	}
+	attr("avoid_reset_quirk", "0")
+	attr("bConfigurationValue", "1")
+	attr("bDeviceClass", class)
+	attr("bDeviceProtocol", "00")
+	attr("bDeviceSubClass", "00")
+	attr("bMaxPacketSize0", strconv.Itoa(maxPacketSize0))
+	attr("bMaxPower", fmt.Sprintf("%dmA", 2*maxPower))
+	attr("bNumConfigurations", "1")
+	attr("bNumInterfaces", fmt.Sprintf("%2d", len(d.Interfaces)))
+	attr("bcdDevice", fmt.Sprintf("%04x", bcdDevice))
+	attr("bmAttributes", fmt.Sprintf("%2x", configAttributes))
+	attr("busnum", strconv.Itoa(d.Bus))
+	// configuration is the iConfiguration string; these devices have
+	// none, and the kernel then shows an empty file.
+	fmt.Fprintf(&b, "A: configuration=\n")
+	attr("dev", fmt.Sprintf("189:%d", minor))
+	attr("devnum", strconv.Itoa(d.Dev))
+	attr("devpath", d.kernelDevpath())
+	attr("idProduct", d.Product)
+	attr("idVendor", d.Vendor)
+	attr("ltm_capable", "no")
 	if d.Manufacturer != "" {
-		line("A", "manufacturer", d.Manufacturer)
+		attr("manufacturer", d.Manufacturer)
 	}
+	attr("maxchild", strconv.Itoa(d.maxChild()))
 	if d.ProductName != "" {
-		line("A", "product", d.ProductName)
+		attr("product", d.ProductName)
 	}
+	attr("quirks", "0x0")
+	attr("removable", d.removable())
+	attr("rx_lanes", "1")
+	if d.Serial != "" {
+		attr("serial", d.Serial)
+	}
+	attr("speed", speed)
+	attr("tx_lanes", "1")
+	attr("urbnum", "0")
+	attr("version", fmt.Sprintf("%2x.%02x", bcdUSB>>8, bcdUSB&0xff))
 	fmt.Fprintf(&b, "H: descriptors=%s\n", strings.ToUpper(hex.EncodeToString(desc)))
+	return b.String()
+}
+
+// Descriptor fields Record and Descriptors agree on.
+const (
+	bcdUSB           = 0x0200
+	bcdDevice        = 0x0100
+	maxPacketSize0   = 64
+	configAttributes = 0x80 // bus-powered, no remote wakeup
+	maxPower         = 50   // in units of 2 mA
+)
+
+// kernelDevpath is the devpath attribute: the port path without the bus
+// ("4.2" for 1-4.2), "0" for a root hub.
+func (d USBDevice) kernelDevpath() string {
+	if d.Port == "" {
+		return "0"
+	}
+	_, ports, _ := strings.Cut(d.Port, "-")
+	return ports
+}
+
+// maxChild is the number of downstream ports: a hub's, 0 for others.
+func (d USBDevice) maxChild() int {
+	if d.Class == "09" {
+		return 4
+	}
+	return 0
+}
+
+// removable is what the kernel reports: a root hub does not know, a device
+// on a port reads the hub's description of it.
+func (d USBDevice) removable() string {
+	if d.Port == "" {
+		return "unknown"
+	}
+	return "removable"
+}
+
+// EscapeAttr escapes s for a umockdev record's A: value, the inverse of
+// the g_strcompress umockdev applies: a backslash doubled, newline and tab
+// by name, every other byte outside printable ASCII in octal. umockdev
+// then writes exactly s to the sysfs file.
+func EscapeAttr(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c < 0x20 || c >= 0x7f:
+			fmt.Fprintf(&b, "\\%03o", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
 	return b.String()
 }
 
