@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -79,43 +77,6 @@ func (d Diagnostics) Strings() []string {
 	return out
 }
 
-// Load reads each path — a file, or a directory whose *.hcl files are read
-// in lexical order — and merges them into one config. cfg is nil if and
-// only if diags has errors.
-func Load(paths ...string) (*Config, Diagnostics) {
-	var srcs []Source
-	var diags hcl.Diagnostics
-	for _, p := range paths {
-		st, err := os.Stat(p)
-		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError,
-				Summary: "Cannot read config",
-				Detail:  fmt.Sprintf("%v. Create it (see the examples directory) or point --config at an existing file or directory.", err)})
-			continue
-		}
-		files := []string{p}
-		if st.IsDir() {
-			files, _ = filepath.Glob(filepath.Join(p, "*.hcl"))
-			sort.Strings(files)
-		}
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read config",
-					Detail: fmt.Sprintf("%v.", err)})
-				continue
-			}
-			srcs = append(srcs, Source{Name: f, Data: b})
-		}
-	}
-	cfg, d := Parse(srcs...)
-	d.Diagnostics = append(diags, d.Diagnostics...)
-	if d.HasErrors() {
-		cfg = nil
-	}
-	return cfg, d
-}
-
 // Source is one config file's name and content.
 type Source struct {
 	Name string
@@ -139,11 +100,27 @@ func Parse(srcs ...Source) (*Config, Diagnostics) {
 		dc.file(f.Body)
 	}
 	dc.warnOverlaps()
+	if len(dc.cfg.Rules.Domains) == 0 && !dc.diags.HasErrors() {
+		dc.warnNoDomain(srcs)
+	}
 	out := Diagnostics{Diagnostics: dc.diags, Files: files}
 	if out.HasErrors() {
 		return nil, out
 	}
 	return dc.cfg, out
+}
+
+// warnNoDomain warns about a config that gives no device to any guest. It
+// is valid (an empty file parses), but a reload to it detaches every
+// device usbctld attached, which is rarely what was meant.
+func (dc *decoder) warnNoDomain(srcs []Source) {
+	d := &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "No domain configured",
+		Detail: "No file of this config has a domain block, so usbctld gives no device to any guest, and a reload to it detaches every device usbctld attached. Add a domain block for each guest with the devices it gets (the examples directory has complete configs)."}
+	if len(srcs) > 0 {
+		pos := hcl.Pos{Line: 1, Column: 1}
+		d.Subject = &hcl.Range{Filename: srcs[0].Name, Start: pos, End: pos}
+	}
+	dc.add(d)
 }
 
 var (
