@@ -11,7 +11,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
-	"github.com/zclconf/go-cty/cty"
 
 	"github.com/usbctl/usbctl/reconcile"
 )
@@ -92,12 +91,14 @@ func Parse(srcs ...Source) (*Config, Diagnostics) {
 		if f != nil {
 			files[s.Name] = f // for diagnostics that quote the source
 		}
-		dc.diags = append(dc.diags, diags...)
+		dc.add(rewriteSyntax(diags)...)
 		dc.cfg.Files = append(dc.cfg.Files, s.Name)
-		if f == nil || f.Body == nil {
+		if f == nil {
 			continue
 		}
-		dc.file(f.Body)
+		if body, ok := f.Body.(*hclsyntax.Body); ok {
+			dc.file(body)
+		}
 	}
 	dc.warnOverlaps()
 	if len(dc.cfg.Rules.Domains) == 0 && !dc.diags.HasErrors() {
@@ -123,22 +124,6 @@ func (dc *decoder) warnNoDomain(srcs []Source) {
 	dc.add(d)
 }
 
-var (
-	rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
-		{Type: "libvirt"},
-		{Type: "domain", LabelNames: []string{"name"}},
-		{Type: "exclude", LabelNames: []string{"label"}},
-	}}
-	libvirtSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "uri", Required: true}}}
-	domainSchema  = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "priority"}, {Name: "mode"}, {Name: "preempt"}},
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "device", LabelNames: []string{"label"}}},
-	}
-	matchSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "vendor"}, {Name: "product"}, {Name: "ids"}, {Name: "serial"}, {Name: "port"}, {Name: "class"},
-	}}
-)
-
 type decoder struct {
 	cfg         *Config
 	diags       hcl.Diagnostics
@@ -162,271 +147,6 @@ func warnAt(r hcl.Range, summary, detail string) *hcl.Diagnostic {
 }
 
 func where(r hcl.Range) string { return fmt.Sprintf("%s:%d", r.Filename, r.Start.Line) }
-
-func (dc *decoder) file(body hcl.Body) {
-	content, diags := body.Content(rootSchema)
-	dc.diags = append(dc.diags, diags...)
-	for _, b := range content.Blocks {
-		switch b.Type {
-		case "libvirt":
-			dc.libvirt(b)
-		case "domain":
-			dc.domain(b)
-		case "exclude":
-			dc.exclude(b)
-		}
-	}
-}
-
-func (dc *decoder) libvirt(b *hcl.Block) {
-	if dc.libvirtSeen != nil {
-		dc.add(errAt(b.DefRange, "Duplicate libvirt block",
-			fmt.Sprintf("The libvirt block was already given at %s; keep one.", where(*dc.libvirtSeen))))
-		return
-	}
-	r := b.DefRange
-	dc.libvirtSeen = &r
-	content, diags := b.Body.Content(libvirtSchema)
-	dc.add(diags...)
-	if a, ok := content.Attributes["uri"]; ok {
-		var uri string
-		if d := decodeExpr(a.Expr, &uri); d.HasErrors() {
-			dc.add(d...)
-			return
-		}
-		if uri == "" || !strings.Contains(uri, ":") {
-			dc.add(errAt(a.Expr.Range(), "Invalid libvirt URI",
-				fmt.Sprintf("%q is not a libvirt URI; use one such as %q (see virsh uri).", uri, DefaultURI)))
-			return
-		}
-		dc.cfg.LibvirtURI = uri
-	}
-}
-
-func (dc *decoder) domain(b *hcl.Block) {
-	name := b.Labels[0]
-	labelRange := b.LabelRanges[0]
-	switch {
-	case name == "" || strings.ContainsAny(name, "/\x00") || strings.TrimSpace(name) != name:
-		dc.add(errAt(labelRange, "Invalid domain name",
-			fmt.Sprintf("%q cannot be a libvirt domain name: it must be the name virsh list --all shows, without '/' or surrounding spaces.", name)))
-	default:
-		if first, dup := dc.domains[name]; dup {
-			dc.add(errAt(labelRange, "Duplicate domain",
-				fmt.Sprintf("The domain %q is already configured at %s. Merge the two blocks into one.", name, where(first))))
-			return
-		}
-		dc.domains[name] = b.DefRange
-	}
-
-	dr := reconcile.DomainRules{Name: name, Source: where(b.DefRange), Mode: reconcile.ModeAllow}
-	content, diags := b.Body.Content(domainSchema)
-	dc.add(diags...)
-	if a, ok := content.Attributes["priority"]; ok {
-		dc.add(decodeExpr(a.Expr, &dr.Priority)...)
-	}
-	if a, ok := content.Attributes["preempt"]; ok {
-		dc.add(decodeExpr(a.Expr, &dr.Preempt)...)
-	}
-	if a, ok := content.Attributes["mode"]; ok {
-		var mode string
-		if d := decodeExpr(a.Expr, &mode); d.HasErrors() {
-			dc.add(d...)
-		} else {
-			switch m := reconcile.Mode(mode); m {
-			case reconcile.ModeAllow, reconcile.ModeDeny, reconcile.ModeAll:
-				dr.Mode = m
-			default:
-				dc.add(errAt(a.Expr.Range(), "Invalid mode",
-					fmt.Sprintf("%q is not a mode. Use \"allow\" (only the listed devices; the old whitelist), \"deny\" (every device except the listed ones; blacklist) or \"all\" (every device; matchall).", mode)))
-			}
-		}
-	}
-	labels := map[string]hcl.Range{}
-	var ranges []hcl.Range
-	for _, db := range content.Blocks {
-		label := db.Labels[0]
-		if first, dup := labels[label]; dup {
-			dc.add(errAt(db.LabelRanges[0], "Duplicate device label",
-				fmt.Sprintf("The domain %q already has a device %q at %s. Give each device block its own label.", name, label, where(first))))
-			continue
-		}
-		labels[label] = db.DefRange
-		m, ok := dc.match(db, "device")
-		if !ok {
-			continue
-		}
-		if dr.Mode == reconcile.ModeAll {
-			dc.add(errAt(db.DefRange, "Device block in mode \"all\"",
-				fmt.Sprintf("The domain %q takes every device (mode = \"all\"), so this block changes nothing. Remove it, or use mode = \"allow\" to take only the listed devices or \"deny\" to take all but them.", name)))
-			continue
-		}
-		dr.Devices = append(dr.Devices, m)
-		ranges = append(ranges, db.DefRange)
-	}
-	if dr.Mode == reconcile.ModeAllow && len(content.Blocks) == 0 {
-		dc.add(warnAt(b.DefRange, "Domain wants no device",
-			fmt.Sprintf("The domain %q is in mode \"allow\" with no device block, so it gets nothing. Add device blocks, or set mode = \"all\".", name)))
-	}
-	dc.cfg.Rules.Domains = append(dc.cfg.Rules.Domains, dr)
-	dc.domainRanges = append(dc.domainRanges, b.DefRange)
-	dc.deviceRanges = append(dc.deviceRanges, ranges)
-}
-
-func (dc *decoder) exclude(b *hcl.Block) {
-	label := b.Labels[0]
-	if first, dup := dc.excludes[label]; dup {
-		dc.add(errAt(b.LabelRanges[0], "Duplicate exclude label",
-			fmt.Sprintf("An exclude %q is already defined at %s. Give each exclude block its own label.", label, where(first))))
-		return
-	}
-	dc.excludes[label] = b.DefRange
-	m, ok := dc.match(b, "exclude")
-	if !ok {
-		return
-	}
-	dc.cfg.Rules.Excludes = append(dc.cfg.Rules.Excludes, m)
-	dc.excludeRange = append(dc.excludeRange, b.DefRange)
-}
-
-// match decodes the criteria of a device or exclude block.
-func (dc *decoder) match(b *hcl.Block, kind string) (reconcile.Match, bool) {
-	m := reconcile.Match{Label: b.Labels[0], Source: where(b.DefRange)}
-	content, diags := b.Body.Content(matchSchema)
-	dc.add(diags...)
-	n := len(dc.diags)
-	str := func(name string) (string, hcl.Range, bool) {
-		a, ok := content.Attributes[name]
-		if !ok {
-			return "", hcl.Range{}, false
-		}
-		var s string
-		if d := decodeExpr(a.Expr, &s); d.HasErrors() {
-			dc.add(d...)
-			return "", a.Expr.Range(), false
-		}
-		return s, a.Expr.Range(), true
-	}
-
-	vendor, vr, hasVendor := str("vendor")
-	product, pr, hasProduct := str("product")
-	if hasVendor {
-		v, err := reconcile.ParseHexID(vendor)
-		if err != nil {
-			dc.add(errAt(vr, "Invalid vendor id", fmt.Sprintf("The vendor id %s. lsusb and usbctl devices show it as the part before the colon in ID 046d:c52b.", err)))
-		} else if hasProduct {
-			p, err := reconcile.ParseHexID(product)
-			if err != nil {
-				dc.add(errAt(pr, "Invalid product id", fmt.Sprintf("The product id %s. lsusb and usbctl devices show it as the part after the colon in ID 046d:c52b.", err)))
-			} else {
-				m.IDs = append(m.IDs, reconcile.IDPattern{Vendor: v, Product: p})
-			}
-		} else {
-			m.IDs = append(m.IDs, reconcile.IDPattern{Vendor: v})
-		}
-	} else if hasProduct {
-		dc.add(errAt(pr, "Product without vendor",
-			fmt.Sprintf("A product id alone matches that product of every vendor. Add vendor = \"...\", or if that is really meant write ids = [\"*:%s\"].", product)))
-	}
-
-	if a, ok := content.Attributes["ids"]; ok {
-		exprs, d := hcl.ExprList(a.Expr)
-		if d.HasErrors() {
-			dc.add(errAt(a.Expr.Range(), "Invalid ids", "ids must be a list of strings such as [\"0483:5740\", \"0483:df11\"]."))
-		}
-		if len(exprs) == 0 && !d.HasErrors() {
-			dc.add(errAt(a.Expr.Range(), "Empty ids", "ids = [] matches nothing: list at least one \"vendor:product\", or remove it."))
-		}
-		for _, e := range exprs {
-			var s string
-			if d := decodeExpr(e, &s); d.HasErrors() {
-				dc.add(d...)
-				continue
-			}
-			p, err := reconcile.ParseIDPattern(s)
-			if err != nil {
-				dc.add(errAt(e.Range(), "Invalid id", capitalize(err.Error())+"."))
-				continue
-			}
-			m.IDs = append(m.IDs, p)
-		}
-		if hasVendor && len(m.IDs) > 0 {
-			dc.add(errAt(a.NameRange, "Both vendor and ids",
-				"A block matches by vendor/product or by ids, not both (both must hold, which is rarely meant). Move the vendor:product into ids."))
-		}
-	}
-
-	if s, r, ok := str("serial"); ok {
-		if s == "" {
-			dc.add(errAt(r, "Empty serial", "serial = \"\" would match nothing; usbctl devices shows each device's serial, or remove the attribute."))
-		}
-		m.Serial = s
-	}
-	if s, r, ok := str("port"); ok {
-		pp, err := reconcile.ParsePortPattern(s)
-		if err != nil {
-			dc.add(errAt(r, "Invalid port", capitalize(err.Error())+"."))
-		} else {
-			m.Port = &pp
-		}
-	}
-	if a, ok := content.Attributes["class"]; ok {
-		m.Classes = dc.classes(a)
-	}
-
-	if len(dc.diags) > n {
-		return m, false
-	}
-	if len(m.IDs) == 0 && m.Serial == "" && m.Port == nil && len(m.Classes) == 0 {
-		if kind == "exclude" {
-			dc.add(errAt(b.DefRange, "Exclude excludes nothing",
-				"Give it at least one of vendor/product, ids, serial, port or class, or remove it."))
-		} else {
-			dc.add(errAt(b.DefRange, "Device block with no criteria",
-				"Say which device it is: vendor and product, ids, serial, port or class (usbctl devices lists them)."))
-		}
-		return m, false
-	}
-	return m, true
-}
-
-// classes accepts "hid" or ["hid", "08"].
-func (dc *decoder) classes(a *hcl.Attribute) []string {
-	v, d := a.Expr.Value(nil)
-	if d.HasErrors() {
-		dc.add(d...)
-		return nil
-	}
-	var items []hcl.Expression
-	switch {
-	case v.Type() == cty.String:
-		items = []hcl.Expression{a.Expr}
-	case v.Type().IsTupleType() || v.Type().IsListType():
-		items, _ = hcl.ExprList(a.Expr)
-		if len(items) == 0 {
-			dc.add(errAt(a.Expr.Range(), "Empty class", "class = [] matches nothing: name at least one class, or remove it."))
-			return nil
-		}
-	default:
-		dc.add(errAt(a.Expr.Range(), "Invalid class", "class must be a name such as \"hid\", a hex code such as \"03\", or a list of them."))
-		return nil
-	}
-	var out []string
-	for _, e := range items {
-		var s string
-		if d := decodeExpr(e, &s); d.HasErrors() {
-			dc.add(d...)
-			continue
-		}
-		c, err := reconcile.ParseClass(s)
-		if err != nil {
-			dc.add(errAt(e.Range(), "Invalid class", capitalize(err.Error())+"."))
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
-}
 
 func capitalize(s string) string {
 	if s == "" {

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -24,6 +25,12 @@ func FuzzParse(f *testing.F) {
 		for _, d := range diags.Diagnostics {
 			if d.Subject != nil && d.Subject.Filename != "f.hcl" {
 				t.Fatalf("diagnostic in unknown file %q", d.Subject.Filename)
+			}
+			// Messages are in the config's words, never HCL's own.
+			for _, raw := range rawHCL {
+				if strings.Contains(d.Summary, raw) || strings.Contains(d.Detail, raw) {
+					t.Fatalf("HCL's own words %q in %q: %q", raw, d.Summary, d.Detail)
+				}
 			}
 		}
 		_ = diags.Strings()
