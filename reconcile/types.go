@@ -15,6 +15,14 @@ import (
 // usbctl owns: no state file to go stale.
 const AliasPrefix = "ua-usbctl-"
 
+// The ranges of bus and device numbers: the kernel numbers devices 1 to
+// 127 on each bus (USB addresses), and buses from 1. Everything that reads
+// devices (udev, snapshots) refuses numbers outside them.
+const (
+	MaxBus = 999
+	MaxDev = 127
+)
+
 // DeviceKey identifies a present USB device by its bus and device number.
 // vendor:product cannot: two identical devices share it.
 type DeviceKey struct {
@@ -321,4 +329,20 @@ type Snapshot struct {
 	Host     string `json:"host,omitempty"`
 	TakenAt  string `json:"taken_at,omitempty"` // RFC 3339
 	Observed        // devices and domains
+	// Unobserved lists the parts the snapshot could not observe, with
+	// why (libvirtd not running, udev not readable). Such a part is empty
+	// in the snapshot and means "unknown", not "none".
+	Unobserved []Unobserved `json:"unobserved,omitempty"`
+}
+
+// Parts of a snapshot that can go unobserved.
+const (
+	PartDevices = "devices"
+	PartDomains = "domains"
+)
+
+// Unobserved is a part of a snapshot that could not be observed.
+type Unobserved struct {
+	Part  string `json:"part"` // PartDevices or PartDomains
+	Error string `json:"error"`
 }

@@ -23,10 +23,10 @@ func DeviceFromUdev(props map[string]string, attr func(name string) string) (rec
 	var d reconcile.Device
 	d.DevPath = devpath
 	var err error
-	if d.Bus, err = number(props["BUSNUM"], attr, "busnum", 1, 999); err != nil {
+	if d.Bus, err = number(props["BUSNUM"], attr, "busnum", 1, reconcile.MaxBus); err != nil {
 		return reconcile.Device{}, fmt.Errorf("usb device %q: bus number: %w", devpath, err)
 	}
-	if d.Dev, err = number(props["DEVNUM"], attr, "devnum", 1, 127); err != nil {
+	if d.Dev, err = number(props["DEVNUM"], attr, "devnum", 1, reconcile.MaxDev); err != nil {
 		return reconcile.Device{}, fmt.Errorf("usb device %q: device number: %w", devpath, err)
 	}
 

@@ -97,6 +97,36 @@ func TestPlanRejectsBadSnapshot(t *testing.T) {
 	}
 }
 
+// TestPlanValidatesSnapshot: the issue's snapshot (dev 500, vendor zzzz,
+// the same device twice) is refused, every problem named by its JSON path,
+// and no plan is printed.
+func TestPlanValidatesSnapshot(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{
+  "version": 1,
+  "devices": [
+    {"bus": 1, "dev": 500, "vendor": "046d", "product": "c52b", "port": "1-1"},
+    {"bus": 1, "dev": 3, "vendor": "zzzz", "product": "c52b", "port": "1-2"},
+    {"bus": 1, "dev": 3, "vendor": "046d", "product": "c52b", "port": "1-3"}
+  ],
+  "domains": [{"name": "win11", "state": "running"}]
+}`), 0o644)
+	out, code := run(t, "plan", "--config", "testdata/plan.hcl", "--from", bad)
+	for _, want := range []string{
+		"devices[0].dev: 500 is not a device number from 1 to 127",
+		`devices[1].vendor: "zzzz" must be 4 hex digits`,
+		"devices[2]: bus 1 dev 3 is devices[1]'s too",
+		"is invalid (3 problems)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if code != 1 || strings.Contains(out, "ACTION") || strings.Contains(out, "DEVICE") {
+		t.Fatalf("exit %d, want 1 and no plan:\n%s", code, out)
+	}
+}
+
 func TestSafe(t *testing.T) {
 	for in, want := range map[string]string{
 		"Logitech":         "Logitech",

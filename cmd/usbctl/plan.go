@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -26,7 +25,10 @@ func newPlanCmd(sock *socketFlag) *cobra.Command {
 
 With --from it replays a snapshot (written by usbctl snapshot, or by hand in
 the format of docs/snapshot.md) against --config: useful to test rules, or to
-reproduce a bug report. Without --from it asks the running daemon for the plan
+reproduce a bug report. The snapshot is checked as strictly as usbctld checks
+what udev reports (bus and device numbers in range, hex ids, no device
+twice, ...): every problem is printed with its JSON path, and nothing is
+planned. Without --from it asks the running daemon for the plan
 on this host as it sees it now.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if from == "" {
@@ -44,7 +46,7 @@ on this host as it sees it now.`,
 				_ = diags.Write(cmd.ErrOrStderr(), 0, false)
 				return fmt.Errorf("config %s is invalid (usbctl check shows the same)", joinPaths(configs))
 			}
-			snap, err := readSnapshot(from)
+			snap, err := readSnapshot(cmd.ErrOrStderr(), from)
 			if err != nil {
 				return err
 			}
@@ -58,17 +60,27 @@ on this host as it sees it now.`,
 	return cmd
 }
 
-func readSnapshot(path string) (reconcile.Snapshot, error) {
-	var snap reconcile.Snapshot
+// readSnapshot reads and checks a snapshot. Its problems, each with its
+// JSON path, and its warnings (unknown fields, parts not observed) go to
+// warn; any problem refuses the snapshot.
+func readSnapshot(warn io.Writer, path string) (reconcile.Snapshot, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return snap, fmt.Errorf("read snapshot: %w", err)
+		return reconcile.Snapshot{}, fmt.Errorf("read snapshot: %w", err)
 	}
-	if err := json.Unmarshal(b, &snap); err != nil {
-		return snap, fmt.Errorf("snapshot %s is not valid JSON: %w", path, err)
+	snap, errs, warns := reconcile.ParseSnapshot(b)
+	for _, e := range errs {
+		fmt.Fprintf(warn, "snapshot %s: %s\n", path, safe(e.Error()))
 	}
-	if snap.Version != reconcile.SnapshotVersion {
-		return snap, fmt.Errorf("snapshot %s has version %d; this usbctl reads version %d (write a new one with usbctl snapshot)", path, snap.Version, reconcile.SnapshotVersion)
+	for _, w := range warns {
+		fmt.Fprintf(warn, "snapshot %s: warning: %s\n", path, safe(w.Error()))
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(warn, "usbctl: snapshot %s is invalid (%s): fix it, or write a new one with usbctl snapshot\n", path, plural(len(errs), "problem"))
+		return reconcile.Snapshot{}, exitCode(1)
+	}
+	for _, u := range snap.Unobserved {
+		fmt.Fprintf(warn, "snapshot %s: warning: its %s were not observed (%s); the plan below takes the host to have none\n", path, u.Part, safe(u.Error))
 	}
 	return snap, nil
 }
