@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -285,4 +286,26 @@ func TestLatency(t *testing.T) {
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("udev add → udevsrc handler over %d plugs: median %v, p99 %v", n, stats.Percentile(lat, 0.5), stats.Percentile(lat, 0.99))
+}
+
+// TestListSysfsMatchesLibudev reads the testbed's sysfs files directly, as
+// the libvirt hook does (the records write them as the kernel does, with
+// newlines), and finds the same devices as libudev.
+func TestListSysfsMatchesLibudev(t *testing.T) {
+	tb := newTestbed(t)
+	nasty := umockdev.USBDevice{Bus: 1, Dev: 9, Port: "1-5", Vendor: "dead", Product: "beef", Serial: `back\slash "q" <x>`, ProductName: "\x1b[2J", Interfaces: []string{"030101"}}
+	for _, d := range []umockdev.USBDevice{receiver, twinA, twinB, deskHub, behind1, behind2, nasty} {
+		plug(t, tb, d)
+	}
+	viaUdev, err := New(logger(t)).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaSysfs, err := ListSysfs(tb.SysDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(viaUdev) != 8 || !reflect.DeepEqual(viaSysfs, viaUdev) {
+		t.Fatalf("sysfs and libudev differ:\n sysfs  %+v\n libudev %+v", viaSysfs, viaUdev)
+	}
 }

@@ -51,6 +51,7 @@ func newRootCmd() *cobra.Command {
 		newDevicesCmd(),
 		newSnapshotCmd(),
 		newImportCmd(),
+		newHookCmd(),
 		newManCmd(),
 	)
 	return root

@@ -139,6 +139,11 @@ func (s *Sandbox) URI() string {
 	return "qemu+unix:///system?socket=" + s.path("run", "libvirt-sock")
 }
 
+// HookDir is where libvirtd looks for qemu hooks: its
+// /etc/libvirt/hooks/qemu.d. libvirtd finds the hooks there when it
+// starts; restart it (StopLibvirtd, StartLibvirtd) after adding one.
+func (s *Sandbox) HookDir() string { return s.path("etc", "libvirt", "hooks", "qemu.d") }
+
 // Env is what a process needs in its environment to see the fake devices
 // through libudev (usbctld under test).
 func (s *Sandbox) Env() []string {
