@@ -66,6 +66,16 @@ check_tree() {
 	done
 	[[ ! -e $man/man1/usbctl-man.1 ]] || fail "the hidden man command got a man page"
 	mode "$man/man8/usbctld.8" 644
+	# The libvirt qemu hook, where libvirtd looks, calling the installed CLI.
+	local hook=$d/etc/libvirt/hooks/qemu.d/usbctl
+	mode "$hook" 755
+	grep -qx "exec $prefix/bin/usbctl hook -- \"\$@\"" "$hook" || fail "the hook does not exec $prefix/bin/usbctl hook: $(tail -1 "$hook")"
+	sh -n "$hook" || fail "the hook is not valid sh"
+	# The installed CLI passes every operation but restore and migrate
+	# through, silently, whatever is on stdin.
+	local hout
+	hout=$(echo '<domain/>' | "$d$prefix/bin/usbctl" hook --config "$d/etc/usbctl/usbctl.hcl" -- g1 prepare begin - 2>&1) &&
+		[[ -z $hout ]] || fail "usbctl hook for prepare: $hout"
 	mode "$d$prefix/share/bash-completion/completions/usbctl" 644
 	mode "$d$prefix/share/zsh/site-functions/_usbctl" 644
 	mode "$d$prefix/share/fish/vendor_completions.d/usbctl.fish" 644
@@ -79,10 +89,10 @@ check_tree() {
 	while IFS= read -r -d '' f; do
 		local rel=${f#"$d"}
 		case $rel in
-		"$prefix"/* | /etc/usbctl | /etc/usbctl/* | "$unitdir"/*) ;;
+		"$prefix"/* | /etc/usbctl | /etc/usbctl/* | "$unitdir"/* | /etc/libvirt/hooks/qemu.d/usbctl) ;;
 		*)
 			# A parent of one of those.
-			[[ -d $f && ($prefix/ == "$rel"/* || $unitdir/ == "$rel"/* || /etc/usbctl/ == "$rel"/*) ]] ||
+			[[ -d $f && ($prefix/ == "$rel"/* || $unitdir/ == "$rel"/* || /etc/usbctl/ == "$rel"/* || /etc/libvirt/hooks/qemu.d/ == "$rel"/*) ]] ||
 				fail "unexpected path $rel"
 			;;
 		esac
@@ -90,7 +100,7 @@ check_tree() {
 			fail "unexpected symlink $rel"
 		elif [[ -d $f ]]; then
 			[[ $(stat -c %a "$f") == 755 ]] || fail "directory $rel: mode $(stat -c %a "$f"), want 755"
-		elif [[ $rel != "$prefix/bin/usbctl" && $rel != "$prefix/bin/usbctld" ]]; then
+		elif [[ $rel != "$prefix/bin/usbctl" && $rel != "$prefix/bin/usbctld" && $rel != /etc/libvirt/hooks/qemu.d/usbctl ]]; then
 			[[ $(stat -c %a "$f") == 644 ]] || fail "$rel: mode $(stat -c %a "$f"), want 644"
 		fi
 	done < <(find "$d" -mindepth 1 -print0)

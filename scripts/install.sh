@@ -14,6 +14,10 @@
 #   SYSUSERSDIR /usr/lib/sysusers.d when PREFIX=/usr, else PREFIX/lib/sysusers.d
 #   BUILDDIR    bin           where `go build -o bin/ ./cmd/...` put usbctl and usbctld
 #
+# The libvirt qemu hook goes to SYSCONFDIR/libvirt/hooks/qemu.d/usbctl, where
+# libvirtd looks for it; libvirtd finds hooks when it starts, so restart it
+# once after the first install (running guests keep running).
+#
 # The configuration is never overwritten: if SYSCONFDIR/usbctl/usbctl.hcl
 # exists and differs, the shipped one is installed next to it as
 # usbctl.hcl.new. Uninstall removes the configuration only if it is still the
@@ -75,6 +79,7 @@ bashcomp=$PREFIX/share/bash-completion/completions/usbctl
 zshcomp=$PREFIX/share/zsh/site-functions/_usbctl
 fishcomp=$PREFIX/share/fish/vendor_completions.d/usbctl.fish
 confdir=$SYSCONFDIR/usbctl
+hookdir=$SYSCONFDIR/libvirt/hooks/qemu.d
 D=$DESTDIR
 
 say() { printf '%s\n' "$*"; }
@@ -108,11 +113,16 @@ do_install() {
 		grep -q "^ExecStart=$bindir/usbctld\( \|\$\)" "$tmp/$f" ||
 			die "examples/$f has no ExecStart=.../usbctld line to point at $bindir/usbctld"
 	done
+	# The libvirt hook, calling the installed CLI.
+	sed "s|@BINDIR@|$bindir|" "$root/packaging/qemu-hook" >"$tmp/qemu-hook"
 
 	install -d -m 0755 "$D$bindir" "$D$UNITDIR" "$D$SYSUSERSDIR" "$D$mandir/man1" "$D$mandir/man8" \
 		"$D${bashcomp%/*}" "$D${zshcomp%/*}" "$D${fishcomp%/*}" "$D$docdir/examples" \
-		"$D$confdir" "$D$confdir/conf.d"
+		"$D$confdir" "$D$confdir/conf.d" "$D$hookdir"
 	install -m 0755 "$BUILDDIR/usbctl" "$BUILDDIR/usbctld" "$D$bindir/"
+	local hook_new=1
+	cmp -s "$tmp/qemu-hook" "$D$hookdir/usbctl" && hook_new=0
+	install -m 0755 "$tmp/qemu-hook" "$D$hookdir/usbctl"
 	install -m 0644 "$tmp/usbctld.service" "$D$UNITDIR/usbctld.service"
 	install -m 0644 "$root/packaging/sysusers.conf" "$D$SYSUSERSDIR/usbctl.conf"
 	install -m 0644 "$tmp"/man1/*.1 "$D$mandir/man1/"
@@ -146,6 +156,12 @@ do_install() {
 	if live_systemd; then
 		systemctl daemon-reload
 		say "start it, now and at boot: systemctl enable --now usbctld"
+		local u
+		for u in libvirtd virtqemud; do
+			if ((hook_new)) && systemctl --quiet is-active "$u.service" 2>/dev/null; then
+				say "$u finds hooks when it starts: restart it so that it runs $hookdir/usbctl for saved and migrated guests (systemctl restart $u; running guests keep running)"
+			fi
+		done
 	fi
 }
 
@@ -157,8 +173,10 @@ do_uninstall() {
 		"$D$mandir"/man1/usbctl.1 "$D$mandir"/man1/usbctl.1.gz \
 		"$D$mandir"/man1/usbctl-*.1 "$D$mandir"/man1/usbctl-*.1.gz \
 		"$D$mandir/man8/usbctld.8" "$D$mandir/man8/usbctld.8.gz" \
-		"$D$bashcomp" "$D$zshcomp" "$D$fishcomp"
+		"$D$bashcomp" "$D$zshcomp" "$D$fishcomp" "$D$hookdir/usbctl"
 	rm -rf "$D$docdir"
+	# The hook directories go only if nothing else is in them.
+	rmdir "$D$hookdir" "$D${hookdir%/qemu.d}" 2>/dev/null || true
 
 	local conf=$D$confdir/usbctl.hcl
 	rm -f "$conf.new"
