@@ -17,7 +17,8 @@ fail=0
 for f in ./usr/bin/usbctl ./usr/bin/usbctld ./lib/systemd/system/usbctld.service ./etc/usbctl/usbctl.hcl \
 	./usr/share/man/man1/usbctl.1.gz ./usr/share/man/man8/usbctld.8.gz \
 	./usr/share/bash-completion/completions/usbctl ./usr/share/doc/usbctl/copyright \
-	./usr/lib/sysusers.d/usbctl.conf ./usr/share/doc/usbctl/examples/usbctld-metrics.conf; do
+	./usr/lib/sysusers.d/usbctl.conf ./usr/share/doc/usbctl/examples/usbctld-metrics.conf \
+	./etc/libvirt/hooks/qemu.d/usbctl; do
 	grep -qxF "$f" <<<"$list" || { echo "deb-test: $f missing from $deb" >&2; fail=1; }
 done
 dpkg-deb -f "$deb" Depends | grep -q libvirt0 || { echo "deb-test: Depends lacks libvirt0" >&2; fail=1; }
@@ -34,6 +35,12 @@ if [[ -z $sysusers_line || -z $invoke_line || $sysusers_line -gt $invoke_line ]]
 fi
 dpkg-deb -x "$deb" "$out/root"
 bash scripts/unit-check.sh "$out/root" /usr /lib/systemd/system || fail=1
+# The libvirt hook: executable, a conffile, execing the packaged CLI, and
+# the package says that libvirtd must be restarted to find it.
+grep -q '^-rwxr-xr-x .* \./etc/libvirt/hooks/qemu\.d/usbctl$' <<<"$(dpkg-deb -c "$deb")" || { echo "deb-test: the libvirt hook is missing or not 0755" >&2; fail=1; }
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/libvirt/hooks/qemu.d/usbctl || { echo "deb-test: the libvirt hook is not a conffile" >&2; fail=1; }
+grep -qx 'exec /usr/bin/usbctl hook -- "$@"' <<<"$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./etc/libvirt/hooks/qemu.d/usbctl)" || { echo "deb-test: the libvirt hook does not exec /usr/bin/usbctl" >&2; fail=1; }
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst | grep -q 'systemctl restart \$d' || { echo "deb-test: postinst does not say to restart libvirtd" >&2; fail=1; }
 grep -q '^lintian: done' "$out/build.log" || { echo "deb-test: lintian did not run clean:" >&2; sed -n '/== lintian/,$p' "$out/build.log" >&2; fail=1; }
 if grep -E '^[EW]: ' "$out/build.log"; then echo "deb-test: lintian errors or warnings" >&2; fail=1; fi
 [ $fail -eq 0 ] && echo "deb-test: $(basename "$deb") OK ($(wc -l <<<"$list") entries)"
