@@ -183,7 +183,11 @@ func (dc *decoder) warnOverlaps() {
 	excluded := map[string]string{}
 	for i, ex := range dc.cfg.Rules.Excludes {
 		for _, k := range keys(ex) {
-			excluded[k] = fmt.Sprintf("exclude %q (%s)", ex.Label, where(dc.excludeRange[i]))
+			name := "exclude"
+			if ex.Label != "" {
+				name = fmt.Sprintf("exclude %q", ex.Label)
+			}
+			excluded[k] = fmt.Sprintf("%s (%s)", name, where(dc.excludeRange[i]))
 		}
 	}
 	for i, dr := range dc.cfg.Rules.Domains {

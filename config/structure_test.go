@@ -166,3 +166,12 @@ func TestUnlabeledExclude(t *testing.T) {
 func hclParse(src string) (*hcl.File, hcl.Diagnostics) {
 	return hclsyntax.ParseConfig([]byte(src), "s.hcl", hcl.InitialPos)
 }
+
+// TestUnlabeledExcludeWarning: a warning that cites an unlabeled exclude
+// names it by file and line.
+func TestUnlabeledExcludeWarning(t *testing.T) {
+	_, diags := Parse(Source{Name: "u.hcl", Data: []byte("domain \"w\" {\n  device \"kbd\" {\n    ids = [\"04d9:0006\"]\n  }\n}\n\nexclude {\n  ids = [\"04d9:0006\"]\n}\n")})
+	if len(diags.Diagnostics) != 1 || !strings.Contains(diags.Diagnostics[0].Detail, "excluded by exclude (u.hcl:7)") {
+		t.Fatalf("diagnostics: %v", diags.Strings())
+	}
+}

@@ -80,8 +80,13 @@ func (pl *planner) tieConflict(dec decision, tied []string) string {
 	return fmt.Sprintf(tieFormat, len(tied), pl.doms[dec.active[0].dom].Priority, how)
 }
 
+// describe names a block: exclude "kbd" (usbctl.hcl:20). An exclude may
+// have no label; its file and line name it then: exclude (usbctl.hcl:20).
 func describe(kind string, m Match) string {
-	s := fmt.Sprintf("%s %q", kind, m.Label)
+	s := kind
+	if m.Label != "" || kind != "exclude" {
+		s = fmt.Sprintf("%s %q", kind, m.Label)
+	}
 	if m.Source != "" {
 		s += " (" + m.Source + ")"
 	}
