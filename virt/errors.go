@@ -37,6 +37,10 @@ var (
 	// ErrAliasInUse: the domain still has a hostdev with this alias (an
 	// earlier one not yet removed).
 	ErrAliasInUse = failure.New(failure.Transient, "the domain still has a hostdev with this alias")
+	// ErrOrphanRemoved: QEMU had a device with our alias that libvirt did
+	// not know (libvirtd died between QEMU's device_add and its record
+	// of it); it is removed now, and the attach is retried with backoff.
+	ErrOrphanRemoved = failure.New(failure.Transient, "QEMU held this device under usbctl's alias without libvirt knowing (libvirtd restarted during an attach?); removed it through the QEMU monitor, attaching again")
 	// ErrConnection: the libvirt connection is down.
 	ErrConnection = failure.New(failure.Disconnected, "libvirt connection lost")
 

@@ -156,6 +156,36 @@ func TestAgainstLibvirtd(t *testing.T) {
 		}
 	})
 
+	// QEMU has a device under our alias that libvirt does not know (what
+	// a libvirtd killed mid-attach leaves). Attach removes it and says so,
+	// without attaching under the same id at once: libvirt would take the
+	// late DEVICE_DELETED of the orphan for the new hostdev's and drop it.
+	t.Run("orphan in QEMU", func(t *testing.T) {
+		if _, err := sb.Virsh("qemu-monitor-command", "g1", "--hmp", "device_add usb-host,hostdevice=/dev/bus/usb/001/002,id=ua-usbctl-001-002"); err != nil {
+			t.Fatal(err)
+		}
+		err := conn.Attach(ctx, "g1", key)
+		if !errors.Is(err, ErrOrphanRemoved) || failure.ClassOf(err) != failure.Transient || !strings.HasPrefix(err.Error(), "attach ua-usbctl-001-002 to g1: ") {
+			t.Fatalf("got %v, want a transient ErrOrphanRemoved", err)
+		}
+		// Attach returned once QEMU had deleted it.
+		if usb, _ := sb.Virsh("qemu-monitor-command", "g1", "--hmp", "info usb"); strings.Contains(usb, "ua-usbctl-001-002") {
+			t.Fatalf("QEMU still lists the orphan after Attach returned:\n%s", usb)
+		}
+		if err := conn.Attach(ctx, "g1", key); err != nil {
+			t.Fatalf("attach after the orphan went: %v", err)
+		}
+		evs.wait(t, "device-added", func(ev Event) bool { return ev.Kind == EventDeviceAdded && ev.Alias == "ua-usbctl-001-002" })
+		time.Sleep(500 * time.Millisecond) // libvirt handled every DEVICE_DELETED by now
+		if xml, _ := sb.Virsh("dumpxml", "g1"); !strings.Contains(xml, "<alias name='ua-usbctl-001-002'/>") {
+			t.Fatalf("libvirt dropped the new hostdev:\n%s", xml)
+		}
+		if err := conn.Detach(ctx, "g1", "ua-usbctl-001-002"); err != nil {
+			t.Fatal(err)
+		}
+		evs.wait(t, "device-removed", func(ev Event) bool { return ev.Kind == EventDeviceRemoved && ev.Alias == "ua-usbctl-001-002" })
+	})
+
 	t.Run("attach an absent device", func(t *testing.T) {
 		err := conn.Attach(ctx, "g1", reconcile.DeviceKey{Bus: 1, Dev: 9})
 		if !errors.Is(err, ErrDeviceMissing) {

@@ -6,6 +6,7 @@ package virt
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -451,7 +452,7 @@ func (c *Conn) Attach(ctx context.Context, domain string, key reconcile.DeviceKe
 		return err
 	}
 	alias := key.Alias()
-	return c.withDomain(ctx, domain, "attach "+alias+" to "+domain, func(d *libvirt.Domain) error {
+	return c.withDomain(ctx, domain, "attach "+alias+" to "+domain, func(conn *libvirt.Connect, d *libvirt.Domain) error {
 		err := d.AttachDeviceFlags(doc, libvirt.DOMAIN_DEVICE_MODIFY_LIVE)
 		if err == nil || !isOrphan(err, alias) {
 			return err
@@ -459,28 +460,65 @@ func (c *Conn) Attach(ctx context.Context, domain string, key reconcile.DeviceKe
 		// libvirtd died after QEMU's device_add and before it recorded
 		// the hostdev: QEMU has our device, libvirt's XML does not, and
 		// every attach fails as a duplicate until QEMU lets go of it.
-		// Only the monitor can reach it. The id is built from numbers
-		// (bus/device), so the command cannot carry anything else.
-		c.log.Warn("QEMU holds a usbctl device that libvirt lost track of (libvirtd restarted during an attach); removing it through the QEMU monitor and attaching again",
+		// Only the monitor can reach it.
+		c.log.Warn("QEMU holds a usbctl device that libvirt lost track of (libvirtd restarted during an attach?); removing it through the QEMU monitor",
 			"domain", domain, "alias", alias)
-		cmd := fmt.Sprintf(`{"execute":"device_del","arguments":{"id":%q}}`, alias)
-		if _, merr := d.QemuMonitorCommand(cmd, libvirt.DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT); merr != nil {
-			return fmt.Errorf("%w; removing the orphan through the monitor failed too: %v", err, merr)
+		if rerr := c.removeOrphan(ctx, conn, d, alias); rerr != nil {
+			return fmt.Errorf("%w; removing the orphan through the monitor failed: %w", classify(err, "device_add"), rerr)
 		}
-		// USB devices go at once on device_del; give QEMU a moment
-		// before the retry all the same.
-		for i := 0; ; i++ {
-			err = d.AttachDeviceFlags(doc, libvirt.DOMAIN_DEVICE_MODIFY_LIVE)
-			if err == nil || !isOrphan(err, alias) || i == 20 {
-				return err
-			}
-			select {
-			case <-ctx.Done():
-				return err
-			case <-time.After(25 * time.Millisecond):
-			}
-		}
+		// Not attached yet, on purpose: the caller's backoff retries.
+		// Attaching again under the same id at once is what looped:
+		// QEMU frees the id on device_del but sends DEVICE_DELETED only
+		// when the device is gone (~60-90 ms later on the sandbox), and
+		// libvirt, handling that event, removes whatever hostdev has the
+		// alias by then, which was the new one; QEMU kept the new device,
+		// the next attach found a duplicate again, and so on, ~7 times a
+		// second. The event is in; libvirt handles it in a worker before
+		// any retry comes, and a repeat goes through the backoff like
+		// any other failure.
+		return ErrOrphanRemoved
 	})
+}
+
+// orphanWait bounds the wait for QEMU to finish deleting an orphan.
+const orphanWait = 10 * time.Second
+
+// removeOrphan deletes the QEMU device alias (which libvirt does not know)
+// through the monitor, and returns once QEMU says it is gone: its
+// DEVICE_DELETED event, which libvirt passes on to monitor-event listeners
+// when it queues its own handling of it. The alias is built from numbers
+// (bus/device), so the command cannot carry anything else.
+func (c *Conn) removeOrphan(ctx context.Context, conn *libvirt.Connect, d *libvirt.Domain, alias string) error {
+	deleted := make(chan struct{}, 1)
+	id, err := conn.DomainQemuMonitorEventRegister(d, "DEVICE_DELETED", func(_ *libvirt.Connect, _ *libvirt.Domain, ev *libvirt.DomainQemuMonitorEvent) {
+		var data struct {
+			Device string `json:"device"`
+		}
+		if json.Unmarshal([]byte(ev.Details), &data) == nil && data.Device == alias {
+			select {
+			case deleted <- struct{}{}:
+			default:
+			}
+		}
+	}, 0)
+	if err != nil {
+		return classify(err, "watch QEMU's DEVICE_DELETED")
+	}
+	defer func() { _ = conn.DomainQemuEventDeregister(id) }()
+	cmd := fmt.Sprintf(`{"execute":"device_del","arguments":{"id":%q}}`, alias)
+	if _, err := d.QemuMonitorCommand(cmd, libvirt.DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT); err != nil {
+		return classify(err, "device_del "+alias)
+	}
+	t := time.NewTimer(orphanWait)
+	defer t.Stop()
+	select {
+	case <-deleted:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for QEMU to delete %s: %w", alias, ctx.Err())
+	case <-t.C:
+		return fmt.Errorf("QEMU did not finish deleting %s within %v", alias, orphanWait)
+	}
 }
 
 // isOrphan reports whether an attach failed because QEMU already has a
@@ -495,7 +533,7 @@ func isOrphan(err error, alias string) bool {
 // asked; the device-removed event says when it is done. ctx is checked
 // before the call.
 func (c *Conn) Detach(ctx context.Context, domain, alias string) error {
-	err := c.withDomain(ctx, domain, "detach "+alias+" from "+domain, func(d *libvirt.Domain) error {
+	err := c.withDomain(ctx, domain, "detach "+alias+" from "+domain, func(_ *libvirt.Connect, d *libvirt.Domain) error {
 		return d.DetachDeviceAlias(alias, libvirt.DOMAIN_DEVICE_MODIFY_LIVE)
 	})
 	if errors.Is(err, ErrDeviceMissing) {
@@ -504,7 +542,7 @@ func (c *Conn) Detach(ctx context.Context, domain, alias string) error {
 	return err
 }
 
-func (c *Conn) withDomain(ctx context.Context, name, what string, f func(*libvirt.Domain) error) error {
+func (c *Conn) withDomain(ctx context.Context, name, what string, f func(*libvirt.Connect, *libvirt.Domain) error) error {
 	conn, err := c.current(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -515,7 +553,7 @@ func (c *Conn) withDomain(ctx context.Context, name, what string, f func(*libvir
 		if err != nil {
 			return classify(err, what)
 		}
-		err = f(d)
+		err = f(conn, d)
 		d.Free()
 		if err == nil {
 			return nil

@@ -405,6 +405,13 @@ func (s *Sandbox) Virsh(args ...string) (string, error) {
 	return out.String(), nil
 }
 
+// LibvirtdLog is libvirtd's log so far (info and above, every start of
+// this sandbox): what libvirt itself saw, for tests to count.
+func (s *Sandbox) LibvirtdLog() string {
+	b, _ := os.ReadFile(s.path("log", "libvirtd.log"))
+	return string(b)
+}
+
 // GuestOptions shape a test guest.
 type GuestOptions struct {
 	// PowerOff boots a disk that powers the guest off 5 s after its boot
