@@ -323,7 +323,7 @@ func (w *world) startDaemonWith(o sandbox.UsbctldOptions) {
 		w.t.Fatal("a daemon is already running")
 	}
 	o.Bin, o.Log = bins.usbctld, filepath.Join(w.dir, "usbctld.log")
-	o.Args = append(o.Args, "--log-level", "debug")
+	o.Args = append(o.Args, "--log-level", "debug", "--runtime-dir", w.runtimeDir())
 	d, err := w.sb.StartUsbctld(o)
 	if err != nil {
 		w.t.Fatal(err)
@@ -334,6 +334,10 @@ func (w *world) startDaemonWith(o sandbox.UsbctldOptions) {
 		w.t.Fatal(err)
 	}
 }
+
+// runtimeDir is the scenario's --runtime-dir (the per-URI lock), inside
+// its own directory rather than the host's /run/usbctl.
+func (w *world) runtimeDir() string { return filepath.Join(w.dir, "run") }
 
 // killDaemon stops usbctld with sig and forgets it.
 func (w *world) killDaemon(sig syscall.Signal) {

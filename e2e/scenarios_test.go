@@ -459,3 +459,39 @@ func TestStopKeepsOrReleases(t *testing.T) {
 		t.Fatalf("--release-on-stop left the device attached; usbctld log:\n%s", logText())
 	}
 }
+
+// A second usbctld on the same libvirt, with a control socket of its own,
+// refuses to run and names the first one's pid; the first one's guests are
+// not disturbed (issue 13 item 2: two daemons took every ua-usbctl-*
+// hostdev for their own, 392 and 548 actions in 15 s).
+func TestSecondDaemonRefused(t *testing.T) {
+	w := oneGuestRunning(t)
+	d := usb(2, "1-1", "046d", "c52b", "")
+	w.plugTimed("g1", d)
+	t0 := time.Now()
+	second, err := w.sb.StartUsbctld(sandbox.UsbctldOptions{Bin: bins.usbctld, Socket: w.dir + "/second.sock", Log: w.dir + "/second.log",
+		Args: []string{"--config", w.cfg, "--runtime-dir", w.runtimeDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-second.Exited():
+	case <-time.After(10 * time.Second):
+		second.Stop(syscall.SIGTERM)
+		t.Fatalf("a second usbctld on the same libvirt kept running:\n%s", second.LogText())
+	}
+	want := fmt.Sprintf("is already managed by another usbctld (pid %d;", w.d.Cmd.Process.Pid)
+	if code := second.Cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(second.LogText(), want) {
+		t.Fatalf("second usbctld: exit %d, want 1 and a log saying %q:\n%s", code, want, second.LogText())
+	}
+	t.Logf("second usbctld refused in %v: %s", time.Since(t0).Round(time.Millisecond), strings.TrimSpace(second.LogText()))
+	time.Sleep(time.Second)
+	if !w.has("g1", alias(d)) || w.countEvents(t0, func(ev virt.Event) bool {
+		return ev.Kind == virt.EventDeviceAdded || ev.Kind == virt.EventDeviceRemoved
+	}) != 0 {
+		t.Fatal("the guest's devices changed while a second usbctld tried to start")
+	}
+	if a, dt := w.metric("usbctl_actions_total", map[string]string{"kind": "attach"}), w.metric("usbctl_actions_total", map[string]string{"kind": "detach"}); a != 1 || dt != 0 {
+		t.Fatalf("first usbctld: %v attaches and %v detaches, want 1 and 0", a, dt)
+	}
+}

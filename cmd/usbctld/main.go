@@ -38,6 +38,7 @@ type options struct {
 	socket        string
 	socketGroup   string
 	controlGroup  string
+	runtimeDir    string
 	logLevel      string
 	logFormat     string
 	releaseOnStop bool
@@ -59,6 +60,7 @@ func main() {
 	fs.StringVar(&o.socket, "socket", api.DefaultSocket, "control socket path")
 	fs.StringVar(&o.socketGroup, "socket-group", "", "group given the socket (mode 0660), whose members may read status; default: usbctld's own group")
 	fs.StringVar(&o.controlGroup, "control-group", "", "group whose members may also change things (reload), as root may; they must be able to open the socket too")
+	fs.StringVar(&o.runtimeDir, "runtime-dir", defaultRuntimeDir(), "directory of the lock that keeps a second usbctld off the same libvirt URI")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&o.releaseOnStop, "release-on-stop", false, "detach every device usbctld attached when it stops (default: leave guests undisturbed)")
@@ -127,6 +129,16 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	if uri == "" {
 		uri = cfg.LibvirtURI
 	}
+	// One usbctld per libvirt: a second one would take the first one's
+	// hostdevs for its own. Held until run returns, after any release.
+	if o.runtimeDir == "" {
+		o.runtimeDir = defaultRuntimeDir()
+	}
+	lock, err := lockURI(o.runtimeDir, uri)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
 	gid := -1
 	if o.socketGroup != "" {
 		g, err := lookupGID(o.socketGroup)

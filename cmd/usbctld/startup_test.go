@@ -31,7 +31,7 @@ func TestStartupRace(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	for i := range 20 {
 		sock := filepath.Join(dir, "usbctl.sock")
-		o := options{configs: []string{cfg}, uri: "test:///default", socket: sock, logLevel: "info", logFormat: "text", resync: time.Minute}
+		o := options{configs: []string{cfg}, uri: "test:///default", socket: sock, runtimeDir: dir, logLevel: "info", logFormat: "text", resync: time.Minute}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- run(ctx, log, o) }()
