@@ -16,6 +16,8 @@ const (
 	reasonAlsoHeld     = "also held by a hostdev usbctl does not own"
 	heldForeignFormat  = "held by a hostdev not managed by usbctl in domain %q"
 	notRunningFormat   = "wanted by %s, which is not running"
+	notDefinedFormat   = "wanted by %s, which is not defined in libvirt (virsh list --all does not show it: check the domain block's name, or define the domain)"
+	andNotDefined      = "; and by %s, which is not defined in libvirt"
 	keptByPriority     = "; stays although %q has higher priority (%d > %d) without preempt"
 	keptByOrder        = "; stays: %q ranks first only by name or rule kind, and only a strictly higher priority with preempt moves an attached device"
 	movesToFormat      = "moves to %q (%s)"
@@ -34,6 +36,11 @@ func (pl *planner) placement(d Device, dec decision) Placement {
 		p.Reason = fmt.Sprintf(heldForeignFormat, p.HeldBy)
 	case NotRunning:
 		p.Reason = fmt.Sprintf(notRunningFormat, strings.Join(dec.idle, ", "))
+		if len(dec.undefined) > 0 {
+			p.Reason += fmt.Sprintf(andNotDefined, strings.Join(dec.undefined, ", "))
+		}
+	case NotDefined:
+		p.Reason = fmt.Sprintf(notDefinedFormat, strings.Join(dec.undefined, ", "))
 	case HubRefused:
 		p.Reason = reasonHubRefused
 	case Unmatched:

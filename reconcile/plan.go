@@ -66,8 +66,10 @@ type decision struct {
 	// exclude is the exclude block that matched (Excluded).
 	exclude int
 	// idle are the stopped domains that want the device (NotRunning),
-	// sorted, without duplicates.
-	idle []string
+	// and undefined those libvirt does not have (NotRunning, NotDefined);
+	// each sorted, without duplicates.
+	idle      []string
+	undefined []string
 	// foreign are the domains holding it through hostdevs usbctl does not
 	// own (HeldForeign; the first is HeldBy), in holder order.
 	foreign []string
@@ -80,14 +82,15 @@ type decision struct {
 // planner is one Plan call: the rules indexed, who holds what, and the
 // buffers reused from device to device.
 type planner struct {
-	rules     Rules
-	doms      []DomainRules
-	allow     *ruleIndex[ruleRef] // blocks of allow domains: what they want
-	refusals  *ruleIndex[ruleRef] // blocks of deny domains: what they refuse
-	broad     []int               // deny and all domains: they consider every device
-	excludes  *ruleIndex[int]
-	activeDom []bool // by index into doms
-	holders   map[DeviceKey][]holder
+	rules      Rules
+	doms       []DomainRules
+	allow      *ruleIndex[ruleRef] // blocks of allow domains: what they want
+	refusals   *ruleIndex[ruleRef] // blocks of deny domains: what they refuse
+	broad      []int               // deny and all domains: they consider every device
+	excludes   *ruleIndex[int]
+	activeDom  []bool // by index into doms
+	definedDom []bool // libvirt has the domain, by index into doms
+	holders    map[DeviceKey][]holder
 	// foreignByID are the domains with a hostdev that names its device by
 	// vendor:product only, and idCount how many present devices have each
 	// vendor:product: such a hostdev holds a device only if it is the one.
@@ -97,13 +100,14 @@ type planner struct {
 	present     map[DeviceKey]bool
 	names       ruleNames
 
-	refs     []ruleRef
-	exRefs   []int
-	wants    []want
-	active   []want
-	idle     []string
-	refused  []int
-	foreignB []string
+	refs      []ruleRef
+	exRefs    []int
+	wants     []want
+	active    []want
+	idle      []string
+	undefined []string
+	refused   []int
+	foreignB  []string
 }
 
 func newPlanner(rules Rules, obs Observed) *planner {
@@ -153,8 +157,10 @@ func newPlanner(rules Rules, obs Observed) *planner {
 		})
 	}
 	pl.activeDom = make([]bool, len(doms))
+	pl.definedDom = make([]bool, len(doms))
 	for i, dr := range doms {
-		pl.activeDom[i] = state[dr.Name].Active()
+		st, ok := state[dr.Name]
+		pl.activeDom[i], pl.definedDom[i] = st.Active(), ok
 	}
 
 	pl.devices = make([]Device, len(obs.Devices))
@@ -180,12 +186,15 @@ func (pl *planner) place(d Device) decision {
 		return decision{kind: Excluded, exclude: ex}
 	}
 	pl.wanted(d)
-	pl.active, pl.idle = pl.active[:0], pl.idle[:0]
+	pl.active, pl.idle, pl.undefined = pl.active[:0], pl.idle[:0], pl.undefined[:0]
 	for _, w := range pl.wants {
-		if pl.activeDom[w.dom] {
+		switch {
+		case pl.activeDom[w.dom]:
 			pl.active = append(pl.active, w)
-		} else {
+		case pl.definedDom[w.dom]:
 			pl.idle = append(pl.idle, pl.doms[w.dom].Name)
+		default:
+			pl.undefined = append(pl.undefined, pl.doms[w.dom].Name)
 		}
 	}
 	pl.rank(pl.active)
@@ -200,9 +209,13 @@ func (pl *planner) place(d Device) decision {
 		if dec.chosen != pl.active[0] {
 			dec.kind = Kept
 		}
-	case len(pl.idle) > 0:
+	case len(pl.idle) > 0 || len(pl.undefined) > 0:
 		sort.Strings(pl.idle)
-		dec.kind, dec.idle = NotRunning, slices.Compact(pl.idle)
+		sort.Strings(pl.undefined)
+		dec.kind, dec.idle, dec.undefined = NotRunning, slices.Compact(pl.idle), slices.Compact(pl.undefined)
+		if len(dec.idle) == 0 {
+			dec.kind = NotDefined
+		}
 	case d.IsHub() && (len(pl.broad) > 0 || pl.anyAllowMatch(d)):
 		dec.kind = HubRefused
 	default:

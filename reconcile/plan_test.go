@@ -164,10 +164,20 @@ func TestPlanTable(t *testing.T) {
 			reason: map[DeviceKey]string{k(receiver): `wanted by win, which is not running`},
 		},
 		{
-			name:   "domain not defined in libvirt gets nothing",
-			rules:  Rules{Domains: []DomainRules{dom("ghost", 0, ModeAllow, idm("rx", "046d:c52b"))}},
-			obs:    Observed{Devices: []Device{receiver}},
-			reason: map[DeviceKey]string{k(receiver): `wanted by ghost, which is not running`},
+			name:  "domain not defined in libvirt gets nothing",
+			rules: Rules{Domains: []DomainRules{dom("ghost", 0, ModeAllow, idm("rx", "046d:c52b"))}},
+			obs:   Observed{Devices: []Device{receiver}},
+			// Not "not running" (issue 13 item 11): nothing will start it.
+			reason: map[DeviceKey]string{k(receiver): `wanted by ghost, which is not defined in libvirt (virsh list --all does not show it: check the domain block's name, or define the domain)`},
+		},
+		{
+			name: "stopped and undefined domains want it: each said as it is",
+			rules: Rules{Domains: []DomainRules{
+				dom("ghost", 0, ModeAllow, idm("rx", "046d:c52b")),
+				dom("win", 0, ModeAllow, idm("rx", "046d:c52b")),
+			}},
+			obs:    Observed{Devices: []Device{receiver}, Domains: []Domain{{Name: "win", State: StateShutoff}}},
+			reason: map[DeviceKey]string{k(receiver): `wanted by win, which is not running; and by ghost, which is not defined in libvirt`},
 		},
 		{
 			name:  "paused domain keeps and gets devices",

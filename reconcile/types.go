@@ -280,8 +280,13 @@ const (
 	Excluded PlacementKind = "excluded"
 	// HeldForeign: a hostdev usbctl does not own holds the device (HeldBy).
 	HeldForeign PlacementKind = "held-foreign"
-	// NotRunning: only domains that are not running want the device.
+	// NotRunning: only domains that are not running want the device, and
+	// at least one of them is defined in libvirt.
 	NotRunning PlacementKind = "not-running"
+	// NotDefined: only domains libvirt does not have want the device: a
+	// domain block whose name no libvirt domain has (a typo, or a domain
+	// not defined yet).
+	NotDefined PlacementKind = "not-defined"
 	// HubRefused: a hub that only a broad rule (wildcard, port, class,
 	// mode) would take.
 	HubRefused PlacementKind = "hub-refused"
