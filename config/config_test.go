@@ -211,3 +211,23 @@ func TestMissingFile(t *testing.T) {
 		t.Fatalf("missing file: %v", diags.Strings())
 	}
 }
+
+func TestDescribeFiles(t *testing.T) {
+	many := []string{"/etc/usbctl/usbctl.hcl"}
+	for i := 1; i <= 299; i++ {
+		many = append(many, fmt.Sprintf("/etc/usbctl/conf.d/vm%03d.hcl", i))
+	}
+	for _, c := range []struct {
+		files []string
+		want  string
+	}{
+		{nil, "(no files)"},
+		{[]string{"/etc/usbctl/usbctl.hcl", "/etc/usbctl/conf.d/a.hcl"}, "/etc/usbctl/usbctl.hcl, /etc/usbctl/conf.d/a.hcl"},
+		{many, "/etc/usbctl/usbctl.hcl, 299 files in /etc/usbctl/conf.d (vm001.hcl … vm299.hcl)"},
+		{append([]string{"a.hcl", "b.hcl"}, many[1:4]...), "a.hcl, b.hcl, 3 files in /etc/usbctl/conf.d (vm001.hcl … vm003.hcl)"},
+	} {
+		if got := DescribeFiles(c.files); got != c.want {
+			t.Errorf("DescribeFiles(%d files) = %q, want %q", len(c.files), got, c.want)
+		}
+	}
+}

@@ -43,14 +43,14 @@ func runCheck(w io.Writer, paths []string) error {
 		}
 	}
 	if cfg == nil {
-		fmt.Fprintf(w, "%s: %s, %s\n", joinPaths(paths), plural(nerr, "error"), plural(nwarn, "warning"))
+		fmt.Fprintf(w, "%s: %s, %s\n", config.DescribeFiles(paths), plural(nerr, "error"), plural(nwarn, "warning"))
 		return exitCode(1)
 	}
 	rules := 0
 	for _, d := range cfg.Rules.Domains {
 		rules += len(d.Devices)
 	}
-	fmt.Fprintf(w, "%s: OK, %s, %s, %s", joinPaths(cfg.Files), plural(len(cfg.Rules.Domains), "domain"), plural(rules, "device rule"), plural(len(cfg.Rules.Excludes), "exclude"))
+	fmt.Fprintf(w, "%s: OK, %s, %s, %s", config.DescribeFiles(cfg.Files), plural(len(cfg.Rules.Domains), "domain"), plural(rules, "device rule"), plural(len(cfg.Rules.Excludes), "exclude"))
 	if nwarn > 0 {
 		fmt.Fprintf(w, ", %s", plural(nwarn, "warning"))
 	}

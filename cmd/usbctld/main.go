@@ -242,7 +242,8 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	log.Info("usbctld started", "uri", uri, "config", strings.Join(cfg.Files, ","), "socket", o.socket, "uid", os.Geteuid(), "control_group", o.controlGroup)
+	log.Info("usbctld started", "uri", uri, "config", config.DescribeFiles(cfg.Files), "files", len(cfg.Files), "socket", o.socket, "uid", os.Geteuid(), "control_group", o.controlGroup)
+	logFiles(log, cfg.Files)
 	var firstErr error
 	ready := ctl.Ready()
 loop:
@@ -303,6 +304,14 @@ func lookupGID(name string) (uint32, error) {
 	return uint32(n), nil
 }
 
+// logFiles lists the config's files one a line, at debug level: the info
+// line names them by directory (config.DescribeFiles).
+func logFiles(log *slog.Logger, files []string) {
+	for _, f := range files {
+		log.Debug("config file", "path", f)
+	}
+}
+
 func ignoreCanceled(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, net.ErrClosed) {
 		return nil
@@ -340,6 +349,7 @@ func (b *backend) Reload(ctx context.Context) (api.ReloadResult, error) {
 		b.log.Warn("config", "diagnostic", l)
 	}
 	b.ctl.SetRules(cfg.Rules, configStatus(cfg, time.Now()))
-	b.log.Info("config reloaded", "files", strings.Join(cfg.Files, ","))
+	b.log.Info("config reloaded", "config", config.DescribeFiles(cfg.Files), "files", len(cfg.Files))
+	logFiles(b.log, cfg.Files)
 	return api.ReloadResult{Applied: true, Diagnostics: lines}, nil
 }
