@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/usbctl/usbctl/failure"
@@ -51,16 +50,12 @@ func (c *Controller) do(ctx context.Context, a reconcile.Action) error {
 	case reconcile.Detach:
 		err = c.opt.Hypervisor.Detach(ctx, a.Domain, a.Alias)
 	default:
-		err = errors.New("unknown action")
+		err = fmt.Errorf("%s %s: unknown action", a.Kind, a.Alias)
 	}
-	if err != nil {
-		prep := "to"
-		if a.Kind == reconcile.Detach {
-			prep = "from"
-		}
-		return fmt.Errorf("%s %s %s %s: %w", a.Kind, a.Alias, prep, a.Domain, err)
-	}
-	return nil
+	// The Hypervisor's errors name the action and its object already
+	// ("attach ua-usbctl-001-002 to win11: ..."): wrapping them again
+	// here said it twice.
+	return err
 }
 
 // done records a successful action in the domain cache and the hostdev

@@ -27,6 +27,8 @@ import (
 // Hypervisor is what the controller needs from libvirt. virt implements it;
 // tests use an in-memory fake. Errors carry their failure.Class (the
 // adapter classifies them where they arise); the controller reads only that.
+// Attach and Detach errors name the action and its object ("attach
+// ua-usbctl-001-002 to win11: ..."): the controller shows them as they are.
 //
 // ctx: the controller bounds each call with CallTimeout, and virt checks ctx
 // before every call it makes to libvirt and while it waits between retries.

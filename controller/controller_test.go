@@ -1,12 +1,16 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/usbctl/usbctl/failure"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -383,4 +387,69 @@ func TestRunBurst(t *testing.T) {
 	if syncs > 10 {
 		t.Fatalf("%d syncs for a burst of %d events, want at most 10: events are not coalesced", syncs, n)
 	}
+}
+
+// A failure shows in status as the Hypervisor said it, once: the action
+// and its object are named by the Hypervisor, and the controller adds
+// nothing ("attach X to D: attach X to D: ..." before, issue 13 item 11);
+// its fix has a field of its own.
+func TestFailureShownOnceWithItsFix(t *testing.T) {
+	hv := newFakeHV(running("win11"))
+	devs := &fakeDevices{}
+	devs.set(dev(1, 2, "046d:c52b", "1-1"))
+	c, _ := newTest(t, hv, devs, rules(allow("win11", 0, "046d:c52b")))
+	hv.setFail(reconcile.DeviceKey{Bus: 1, Dev: 2}, failure.NewWithFix(failure.Transient, "no free usb port", "give it more ports"))
+	c.sync(ctx)
+	st := c.Status()
+	if len(st.Pending) != 1 {
+		t.Fatalf("pending = %+v", st.Pending)
+	}
+	p := st.Pending[0]
+	if p.LastError != "attach ua-usbctl-001-002 to win11: no free usb port: give it more ports" || p.Fix != "give it more ports" {
+		t.Fatalf("last error %q, fix %q", p.LastError, p.Fix)
+	}
+}
+
+// A domain the rules name that libvirt does not have is said to be so in
+// status, once a listing has shown it is not there.
+func TestUndefinedDomainInStatus(t *testing.T) {
+	hv := newFakeHV(running("win11"))
+	devs := &fakeDevices{}
+	c, _ := newTest(t, hv, devs, rules(allow("win11", 0, "046d:c52b"), allow("win-11", 0, "046d:c52b"), allow("ghost", 0, "046d:c52b")))
+	c.sync(ctx)
+	if got := c.Status().UndefinedDomains; !slices.Equal(got, []string{"ghost", "win-11"}) {
+		t.Fatalf("undefined domains = %q, want ghost and win-11", got)
+	}
+}
+
+// offlineHV is a hypervisor whose connection is not up yet, as virt's is
+// during the first sync of every start.
+type offlineHV struct{ *fakeHV }
+
+func (offlineHV) ListDomains(ctx context.Context) ([]reconcile.Domain, error) {
+	return nil, fmt.Errorf("libvirt qemu:///system: not connected: %w", errOffline)
+}
+
+// A normal start logs no warning: the first sync, which runs before the
+// connection is up, fails to list domains because of it, and that is no
+// news (issue 13 item 11). Any other failure to list still warns.
+func TestNoWarningWhileNotYetConnected(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c := New(Options{Log: log, Hypervisor: offlineHV{newFakeHV()}, Devices: &fakeDevices{}}, rules(), ConfigStatus{})
+	c.sync(ctx)
+	if strings.Contains(buf.String(), "level=WARN") {
+		t.Fatalf("a sync before the connection is up warned:\n%s", buf.String())
+	}
+	c = New(Options{Log: log, Hypervisor: failingListHV{newFakeHV()}, Devices: &fakeDevices{}}, rules(), ConfigStatus{})
+	c.sync(ctx)
+	if !strings.Contains(buf.String(), `level=WARN msg="list libvirt domains"`) {
+		t.Fatalf("a list that failed for another reason did not warn:\n%s", buf.String())
+	}
+}
+
+type failingListHV struct{ *fakeHV }
+
+func (failingListHV) ListDomains(ctx context.Context) ([]reconcile.Domain, error) {
+	return nil, fmt.Errorf("list domains: %w", errFlaky)
 }

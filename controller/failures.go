@@ -23,6 +23,7 @@ func idOf(a reconcile.Action) actionID {
 type failed struct {
 	attempts int
 	lastErr  string
+	fix      string    // what a person can do about lastErr, "" if nothing
 	next     time.Time // zero while it waits for a change
 	class    failure.Class
 }
@@ -64,6 +65,7 @@ func (fs *failures) failedNow(id actionID, err error, now time.Time) *failed {
 	}
 	f.attempts++
 	f.lastErr = err.Error()
+	f.fix = failure.FixOf(err)
 	f.class = failure.ClassOf(err)
 	f.next = time.Time{}
 	if !f.waitsForChange() {

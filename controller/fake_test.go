@@ -76,7 +76,15 @@ func domainCopy(domains map[string]*reconcile.Domain, name string) (reconcile.Do
 	return c, nil
 }
 
+// Attach and Detach name what failed as virt does: "attach ALIAS to DOM: ".
 func (f *fakeHV) Attach(ctx context.Context, domain string, key reconcile.DeviceKey) error {
+	if err := f.attach(domain, key); err != nil {
+		return fmt.Errorf("attach %s to %s: %w", key.Alias(), domain, err)
+	}
+	return nil
+}
+
+func (f *fakeHV) attach(domain string, key reconcile.DeviceKey) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, fmt.Sprintf("attach %s %s", domain, key))
@@ -105,7 +113,7 @@ func (f *fakeHV) Detach(ctx context.Context, domain, alias string) error {
 	f.calls = append(f.calls, fmt.Sprintf("detach %s %s", domain, alias))
 	d, ok := f.domains[domain]
 	if !ok {
-		return errNoDom
+		return fmt.Errorf("detach %s from %s: %w", alias, domain, errNoDom)
 	}
 	d.Hostdevs = slices.DeleteFunc(d.Hostdevs, func(h reconcile.Hostdev) bool { return h.Alias == alias })
 	return nil

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"sort"
 
@@ -116,7 +117,7 @@ func (c *Controller) observeDomains(ctx context.Context, relist bool, stale map[
 	if relist {
 		ds, err := c.callList(ctx)
 		if err != nil {
-			c.log.Warn("list libvirt domains", "err", err)
+			c.logReadFailure("list libvirt domains", err)
 			c.inbox.update(func(in *inputs) { in.relistDomains = true })
 			return
 		}
@@ -169,10 +170,23 @@ func (c *Controller) refreshDomain(ctx context.Context, name string) {
 			return
 		}
 		// Keep the cached view and look again at the next sync.
-		c.log.Warn("read libvirt domain", "domain", name, "err", err)
+		c.logReadFailure("read libvirt domain", err, "domain", name)
 		dc.reread[name] = true
 		return
 	}
 	c.loop.hostdevs.found([]reconcile.Domain{d}, c.opt.Now(), !dc.listed)
 	dc.byName[name] = d
+}
+
+// logReadFailure logs a failed read of libvirt. One that failed because
+// the connection is down is no news: virt logs the connection's own ups
+// and downs, status shows it, and the reconnect re-lists everything. At
+// every start the first sync runs before the connection is up, and warned
+// "list libvirt domains: not connected" on a normal start.
+func (c *Controller) logReadFailure(what string, err error, attrs ...any) {
+	lv := slog.LevelWarn
+	if failure.ClassOf(err) == failure.Disconnected {
+		lv = slog.LevelDebug
+	}
+	c.log.Log(context.Background(), lv, what, append(attrs, "err", err)...)
 }

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"sort"
 	"sync"
 	"time"
 
@@ -64,13 +65,14 @@ func (c *Controller) publish(start time.Time, obs reconcile.Observed, res reconc
 		}
 	}
 	st.Domains = c.domainStatus(obs, rulesFor)
+	st.UndefinedDomains = c.undefinedDomains(obs)
 	var next time.Time
 	for _, a := range res.Actions {
 		f, ok := l.failures.get(idOf(a))
 		if !ok {
 			continue // done in this sync
 		}
-		st.Pending = append(st.Pending, PendingAction{Action: a, Attempts: f.attempts, LastError: f.lastErr, NextRetry: f.next, Permanent: f.waitsForChange()})
+		st.Pending = append(st.Pending, PendingAction{Action: a, Attempts: f.attempts, LastError: f.lastErr, Fix: f.fix, NextRetry: f.next, Permanent: f.waitsForChange()})
 		if !f.next.IsZero() && (next.IsZero() || f.next.Before(next)) {
 			next = f.next
 		}
@@ -113,5 +115,25 @@ func (c *Controller) domainStatus(obs reconcile.Observed, rulesFor map[reconcile
 		}
 		out = append(out, ds)
 	}
+	return out
+}
+
+// undefinedDomains are the domains the rules name that libvirt does not
+// have, sorted: unsaid, one looked like a stopped domain.
+func (c *Controller) undefinedDomains(obs reconcile.Observed) []string {
+	if !c.loop.domains.listed {
+		return nil // not known yet
+	}
+	have := make(map[string]bool, len(obs.Domains))
+	for _, d := range obs.Domains {
+		have[d.Name] = true
+	}
+	var out []string
+	for _, dr := range c.loop.rules.Domains {
+		if !have[dr.Name] {
+			out = append(out, dr.Name)
+		}
+	}
+	sort.Strings(out)
 	return out
 }

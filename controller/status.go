@@ -23,6 +23,9 @@ type Status struct {
 	Hypervisor HypervisorStatus `json:"hypervisor"`
 
 	Domains []DomainStatus `json:"domains"`
+	// UndefinedDomains are named by the config's domain blocks but not
+	// defined in libvirt (a typo, or a domain not created yet).
+	UndefinedDomains []string `json:"undefined_domains,omitempty"`
 	// Pending are actions the plan wants that have not succeeded yet:
 	// failing ones with their last error and next retry.
 	Pending   []PendingAction      `json:"pending,omitempty"`
@@ -86,9 +89,12 @@ type AttachedDevice struct {
 
 // PendingAction is a planned action not yet done.
 type PendingAction struct {
-	Action    reconcile.Action `json:"action"`
-	Attempts  int              `json:"attempts"`
-	LastError string           `json:"last_error,omitempty"`
+	Action   reconcile.Action `json:"action"`
+	Attempts int              `json:"attempts"`
+	// LastError is the whole message; Fix, when there is one, is what a
+	// person can do about it, also the message's end.
+	LastError string `json:"last_error,omitempty"`
+	Fix       string `json:"fix,omitempty"`
 	// NextRetry is zero for a permanent failure, which waits for a change
 	// (device replugged, domain restarted, config reloaded) instead.
 	NextRetry time.Time `json:"next_retry,omitempty"`

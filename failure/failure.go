@@ -65,6 +65,36 @@ type sentinel struct {
 func (s *sentinel) Error() string       { return s.text }
 func (s *sentinel) FailureClass() Class { return s.class }
 
+// Fixer is an error that says what a person can do about it. Its fix
+// ends its message ("no free usb port in the guest: give ..."), so a log
+// line carries both; status shows the fix on a line of its own.
+type Fixer interface {
+	error
+	Fix() string
+}
+
+// NewWithFix returns a sentinel of class c whose message is text, then
+// ": " and fix, and whose Fix is fix.
+func NewWithFix(c Class, text, fix string) error {
+	return &fixable{sentinel: sentinel{class: c, text: text + ": " + fix}, fix: fix}
+}
+
+type fixable struct {
+	sentinel
+	fix string
+}
+
+func (f *fixable) Fix() string { return f.fix }
+
+// FixOf returns the fix of the first Fixer in err's chain, "" if none.
+func FixOf(err error) string {
+	var f Fixer
+	if errors.As(err, &f) {
+		return f.Fix()
+	}
+	return ""
+}
+
 // ClassOf returns the class of the first Classified error in err's chain,
 // and Transient if there is none.
 func ClassOf(err error) Class {

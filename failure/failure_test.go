@@ -33,3 +33,17 @@ func TestClassOf(t *testing.T) {
 		}
 	}
 }
+
+func TestFixOf(t *testing.T) {
+	full := NewWithFix(Transient, "no free usb port", "give it more ports")
+	wrapped := fmt.Errorf("attach ua-usbctl-001-002 to win11: internal error: No free USB ports: %w", full)
+	if got := FixOf(wrapped); got != "give it more ports" {
+		t.Errorf("FixOf = %q", got)
+	}
+	if full.Error() != "no free usb port: give it more ports" || ClassOf(wrapped) != Transient || !errors.Is(wrapped, full) {
+		t.Errorf("a sentinel with a fix: %q, class %v", full.Error(), ClassOf(wrapped))
+	}
+	if got := FixOf(New(Permanent, "busy")); got != "" {
+		t.Errorf("FixOf(no fix) = %q", got)
+	}
+}

@@ -33,7 +33,13 @@ var (
 	ErrDeviceBusy = failure.New(failure.Permanent, "usb device in use by another domain")
 	// ErrNoFreePort: the guest's USB controller has no free port. A
 	// detach may free one, so it stays retryable.
-	ErrNoFreePort = failure.New(failure.Transient, "no free usb port in the guest: give it more ports (<controller type='usb' model='qemu-xhci' ports='15'/>) or a usb-hub")
+	ErrNoFreePort = failure.NewWithFix(failure.Transient, "no free usb port in the guest",
+		"give the domain's USB controller more ports: <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit; applies at its next start), or add a usb-hub; usbctl attaches once a port is free")
+	// ErrNoUSBBus: the domain has no USB controller to plug into. Only a
+	// change of its definition and a restart help: wait for the domain to
+	// change.
+	ErrNoUSBBus = failure.NewWithFix(failure.Permanent, "the domain has no USB controller",
+		"add one to its definition, <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit), and restart it; usbctl attaches when it runs again")
 	// ErrAliasInUse: the domain still has a hostdev with this alias (an
 	// earlier one not yet removed).
 	ErrAliasInUse = failure.New(failure.Transient, "the domain still has a hostdev with this alias")
@@ -56,7 +62,12 @@ type InUseError struct {
 }
 
 func (e *InUseError) Error() string {
-	return fmt.Sprintf("usb device in use by domain %q: usbctl tries again when %s changes; a hostdev there that usbctl does not own must be detached by hand", e.Domain, e.Domain)
+	return fmt.Sprintf("usb device in use by domain %q: %s", e.Domain, e.Fix())
+}
+
+// Fix says what to do; it ends the message.
+func (e *InUseError) Fix() string {
+	return fmt.Sprintf("usbctl tries again when %s changes; a hostdev there that usbctl does not own must be detached by hand", e.Domain)
 }
 
 // Is makes errors.Is(err, ErrDeviceBusy) hold.
@@ -78,6 +89,7 @@ const (
 	msgNoPorts    = "No free USB ports"
 	msgDupID      = "Duplicate device ID '"
 	msgDupAlias   = "non unique alias detected: "
+	msgNoUSBBus   = "Domain has no USB bus support"
 )
 
 // kindOf classifies a libvirt error: by its code (and the part of libvirt
@@ -130,6 +142,9 @@ func kindOf(le libvirt.Error) error {
 	case libvirt.ERR_CONFIG_UNSUPPORTED:
 		if strings.Contains(msg, msgDupAlias) {
 			return ErrAliasInUse
+		}
+		if strings.Contains(msg, msgNoUSBBus) {
+			return ErrNoUSBBus
 		}
 	}
 	return nil

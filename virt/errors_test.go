@@ -42,6 +42,9 @@ func TestClassifyRealMessages(t *testing.T) {
 		{"the guest's USB controller is full",
 			libvirt.Error{Code: libvirt.ERR_INTERNAL_ERROR, Domain: libvirt.FROM_DOMAIN, Message: "internal error: No free USB ports"},
 			ErrNoFreePort, failure.Transient},
+		{"the domain has no USB controller",
+			libvirt.Error{Code: libvirt.ERR_CONFIG_UNSUPPORTED, Domain: libvirt.FROM_DOMAIN, Message: "unsupported configuration: Device configuration is not compatible: Domain has no USB bus support"},
+			ErrNoUSBBus, failure.Permanent},
 		{"QEMU has a device with our id that libvirt lost",
 			libvirt.Error{Code: libvirt.ERR_INTERNAL_ERROR, Domain: libvirt.FROM_QEMU, Message: "internal error: unable to execute QEMU command 'device_add': Duplicate device ID 'ua-usbctl-001-012'"},
 			errQEMUHasID, failure.Transient},
@@ -93,6 +96,24 @@ func TestClassifyNarrowly(t *testing.T) {
 		}
 		if got := failure.ClassOf(err); got != failure.Transient {
 			t.Errorf("code %d %q: class %v, want transient", le.Code, le.Message, got)
+		}
+	}
+}
+
+// Errors a person must act on carry the fix, which ends the message.
+func TestFixes(t *testing.T) {
+	for _, c := range []struct {
+		le   libvirt.Error
+		want string
+	}{
+		{libvirt.Error{Code: libvirt.ERR_INTERNAL_ERROR, Domain: libvirt.FROM_DOMAIN, Message: "internal error: No free USB ports"}, "ports='15'"},
+		{libvirt.Error{Code: libvirt.ERR_CONFIG_UNSUPPORTED, Domain: libvirt.FROM_DOMAIN, Message: "unsupported configuration: Device configuration is not compatible: Domain has no USB bus support"}, "<controller type='usb'"},
+		{libvirt.Error{Code: libvirt.ERR_OPERATION_INVALID, Message: "Requested operation is not valid: USB device 001:002 is in use by driver QEMU, domain g2"}, "detached by hand"},
+	} {
+		err := classify(c.le, "attach ua-usbctl-001-002 to g1")
+		fix := failure.FixOf(err)
+		if !strings.Contains(fix, c.want) || !strings.HasSuffix(err.Error(), ": "+fix) {
+			t.Errorf("%q: fix %q, message %q; want a fix with %q that ends the message", c.le.Message, fix, err, c.want)
 		}
 	}
 }

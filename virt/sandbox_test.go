@@ -186,6 +186,20 @@ func TestAgainstLibvirtd(t *testing.T) {
 		evs.wait(t, "device-removed", func(ev Event) bool { return ev.Kind == EventDeviceRemoved && ev.Alias == "ua-usbctl-001-002" })
 	})
 
+	t.Run("domain without a USB controller", func(t *testing.T) {
+		if err := sb.DefineGuest("nousb", sandbox.GuestOptions{NoUSB: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.StartGuest("nousb"); err != nil {
+			t.Fatal(err)
+		}
+		defer sb.DestroyGuest("nousb")
+		err := conn.Attach(ctx, "nousb", key)
+		if !errors.Is(err, ErrNoUSBBus) || failure.ClassOf(err) != failure.Permanent || !strings.Contains(failure.FixOf(err), "<controller type='usb'") {
+			t.Fatalf("got %v, want a permanent ErrNoUSBBus whose fix adds a controller", err)
+		}
+	})
+
 	t.Run("attach an absent device", func(t *testing.T) {
 		err := conn.Attach(ctx, "g1", reconcile.DeviceKey{Bus: 1, Dev: 9})
 		if !errors.Is(err, ErrDeviceMissing) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/usbctl/usbctl/config"
 	"github.com/usbctl/usbctl/controller"
 )
 
@@ -29,8 +30,10 @@ func newStatusCmd(sock *socketFlag) *cobra.Command {
 		Long: `Status asks the running usbctld what it sees and did: each domain with the
 devices usbctl attached to it (the rule that placed each, and since when),
 hostdevs attached by someone else (never touched), actions pending or failing
-with their last error and next retry, conflicts, devices no rule gives to a
-running domain and why, and the config in force (and a rejected reload).`,
+with their whole last error, what to do about it when usbctl knows, and the
+next retry, domains the config names that libvirt does not have, conflicts,
+devices no rule gives to a running domain and why, and the config in force
+(and a rejected reload).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if watch {
@@ -142,7 +145,7 @@ func printStatus(w io.Writer, st controller.Status, now time.Time, loc *time.Loc
 	}
 	fmt.Fprintf(w, "libvirt:  %s %s\n", safe(st.Hypervisor.URI), hv)
 	c := st.Config
-	fmt.Fprintf(w, "config:   %s: %s, %s, %s, loaded %s\n", safe(joinPaths(c.Files)), plural(c.Domains, "domain"), plural(c.Rules, "device rule"), plural(c.Excludes, "exclude"), clock(c.LoadedAt))
+	fmt.Fprintf(w, "config:   %s: %s, %s, %s, loaded %s\n", safe(config.DescribeFiles(c.Files)), plural(c.Domains, "domain"), plural(c.Rules, "device rule"), plural(c.Excludes, "exclude"), clock(c.LoadedAt))
 	if r := c.Rejected; r != nil {
 		fmt.Fprintf(w, "          RELOAD REJECTED at %s; the config above stays in force. Fix and reload:\n", clock(r.At))
 		for _, d := range r.Diagnostics {
@@ -188,6 +191,14 @@ func printStatus(w io.Writer, st controller.Status, now time.Time, loc *time.Loc
 		return err
 	}
 
+	if len(st.UndefinedDomains) > 0 {
+		var rows [][]string
+		for _, n := range st.UndefinedDomains {
+			rows = append(rows, []string{cell(n, 64)})
+		}
+		section(w, "NOT DEFINED IN LIBVIRT: domains the config names that libvirt does not have; check the names (virsh list --all)", "DOMAIN", rows)
+	}
+
 	var foreign [][]string
 	for _, d := range doms {
 		for _, h := range d.Foreign {
@@ -205,6 +216,7 @@ func printStatus(w io.Writer, st controller.Status, now time.Time, loc *time.Loc
 	}
 	if len(st.Pending) > 0 {
 		var rows [][]string
+		var notes [][]string
 		for _, p := range st.Pending {
 			next := "-"
 			switch {
@@ -216,13 +228,10 @@ func printStatus(w io.Writer, st controller.Status, now time.Time, loc *time.Loc
 					next = "now"
 				}
 			}
-			lastErr := p.LastError
-			if lastErr == "" {
-				lastErr = "-"
-			}
-			rows = append(rows, []string{string(p.Action.Kind), cell(p.Action.Domain, 24), p.Action.Key.String(), fmt.Sprint(p.Attempts), cell(lastErr, 80), next})
+			rows = append(rows, []string{string(p.Action.Kind), cell(p.Action.Domain, 24), p.Action.Key.String(), fmt.Sprint(p.Attempts), next})
+			notes = append(notes, errorNotes(p))
 		}
-		section(w, "PENDING OR FAILING", "ACTION\tDOMAIN\tDEVICE\tTRIES\tLAST ERROR\tNEXT TRY", rows)
+		sectionWithNotes(w, "PENDING OR FAILING", "ACTION\tDOMAIN\tDEVICE\tTRIES\tNEXT TRY", rows, notes)
 	}
 	if len(st.Conflicts) > 0 {
 		var rows [][]string
@@ -250,6 +259,47 @@ func section(w io.Writer, title, header string, rows [][]string) {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	_ = tw.Flush()
+}
+
+// errorNotes are the lines under a pending action: the error whole (never
+// cut: the part that says what to do is often last), and its fix on a line
+// of its own.
+func errorNotes(p controller.PendingAction) []string {
+	if p.LastError == "" {
+		return nil
+	}
+	cause := p.LastError
+	if p.Fix != "" {
+		// The fix ends the message; say it once.
+		cause = strings.TrimSuffix(cause, ": "+p.Fix)
+	}
+	notes := []string{"error: " + safe(cause)}
+	if p.Fix != "" {
+		notes = append(notes, "fix:   "+safe(p.Fix))
+	}
+	return notes
+}
+
+// sectionWithNotes is section with lines of notes under each row, indented
+// and outside the columns, so a long note neither widens the table nor is
+// cut to fit it.
+func sectionWithNotes(w io.Writer, title, header string, rows, notes [][]string) {
+	fmt.Fprintf(w, "\n%s\n", title)
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	_ = tw.Flush()
+	lines := strings.SplitAfter(buf.String(), "\n")
+	fmt.Fprint(w, lines[0])
+	for i := range rows {
+		fmt.Fprint(w, lines[i+1])
+		for _, n := range notes[i] {
+			fmt.Fprintf(w, "    %s\n", n)
+		}
+	}
 }
 
 // ago is a short human duration: "4s", "3m", "2h5m", "3d".

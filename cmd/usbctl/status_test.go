@@ -33,13 +33,20 @@ func sampleStatus(now time.Time) controller.Status {
 		Pending: []controller.PendingAction{
 			{Action: reconcile.Action{Kind: reconcile.Attach, Domain: "win11", Key: reconcile.DeviceKey{Bus: 1, Dev: 6}}, Attempts: 3, LastError: "attach 001:006 to win11: internal error", NextRetry: now.Add(8 * time.Second)},
 			{Action: reconcile.Action{Kind: reconcile.Attach, Domain: "linux", Key: reconcile.DeviceKey{Bus: 1, Dev: 7}}, Attempts: 1, LastError: "device busy", Permanent: true},
+			{Action: reconcile.Action{Kind: reconcile.Attach, Domain: "win11", Alias: "ua-usbctl-001-010", Key: reconcile.DeviceKey{Bus: 1, Dev: 10}}, Attempts: 2,
+				LastError: "attach ua-usbctl-001-010 to win11: internal error: unable to execute QEMU command 'device_add': Bus 'usb.0' does not support hotplugging: No free USB ports: no free usb port in the guest: " + portsFix,
+				Fix:       portsFix, NextRetry: now.Add(2 * time.Second)},
 		},
-		Conflicts: []reconcile.Conflict{{Key: reconcile.DeviceKey{Bus: 1, Dev: 7}, Domains: []string{"linux"}, Reason: `held by hostdev "hostdev0" of win11, which usbctl did not attach`}},
+		UndefinedDomains: []string{"win-11"},
+		Conflicts:        []reconcile.Conflict{{Key: reconcile.DeviceKey{Bus: 1, Dev: 7}, Domains: []string{"linux"}, Reason: `held by hostdev "hostdev0" of win11, which usbctl did not attach`}},
 		Unassigned: []reconcile.Placement{
 			{Device: reconcile.Device{Bus: 1, Dev: 8, Vendor: "1050", Product: "0407", Port: "1-3", Serial: evil, Manufacturer: evil, ProductName: evil}, Reason: "no rule matches"},
 		},
 	}
 }
+
+// portsFix is virt's fix for a full USB controller, as status carries it.
+const portsFix = "give the domain's USB controller more ports: <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit; applies at its next start), or add a usb-hub"
 
 func TestPrintStatusGolden(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -50,6 +57,11 @@ func TestPrintStatusGolden(t *testing.T) {
 	out := buf.String()
 	if strings.ContainsAny(out, "\x1b\x07\x00") || !strings.Contains(out, `\x1b`) {
 		t.Fatalf("hostile device string not escaped:\n%q", out)
+	}
+	// The whole error, said once, and the fix on a line of its own
+	// (issue 13 item 11: cut at 80 characters, the fix only in --json).
+	if !strings.Contains(out, "\n    error: attach ua-usbctl-001-010 to win11: internal error: unable to execute QEMU command 'device_add': Bus 'usb.0' does not support hotplugging: No free USB ports: no free usb port in the guest\n    fix:   "+portsFix+"\n") {
+		t.Fatalf("the error and its fix are not each on a line of their own:\n%s", out)
 	}
 	golden(t, "status.golden", out)
 }

@@ -417,6 +417,9 @@ type GuestOptions struct {
 	// PowerOff boots a disk that powers the guest off 5 s after its boot
 	// sector starts (see WaitBootSector).
 	PowerOff bool
+	// NoUSB gives the guest no USB controller (model='none'): libvirt
+	// then refuses every USB hotplug into it.
+	NoUSB bool
 }
 
 // DefineGuest defines a small TCG guest (q35, 128 MiB, no disk unless
@@ -426,6 +429,10 @@ func (s *Sandbox) DefineGuest(name string, opt GuestOptions) error {
 	if opt.PowerOff {
 		disk = fmt.Sprintf(`<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/><target dev='sda' bus='sata'/></disk>
     <serial type='file'><source path='%s'/><target port='0'/></serial>`, s.path("images", "poweroff.img"), s.serialPath(name))
+	}
+	usbModel := "qemu-xhci"
+	if opt.NoUSB {
+		usbModel = "none"
 	}
 	x := fmt.Sprintf(`<domain type='qemu'>
   <name>%s</name>
@@ -437,10 +444,10 @@ func (s *Sandbox) DefineGuest(name string, opt GuestOptions) error {
   <devices>
     <emulator>%s</emulator>
     %s
-    <controller type='usb' model='qemu-xhci'/>
+    <controller type='usb' model='%s'/>
     <memballoon model='none'/>
   </devices>
-</domain>`, name, s.wrapper, disk)
+</domain>`, name, s.wrapper, disk, usbModel)
 	f := s.path(name + ".xml")
 	if err := os.WriteFile(f, []byte(x), 0o644); err != nil {
 		return err
