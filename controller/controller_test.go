@@ -398,7 +398,7 @@ func TestFailureShownOnceWithItsFix(t *testing.T) {
 	devs := &fakeDevices{}
 	devs.set(dev(1, 2, "046d:c52b", "1-1"))
 	c, _ := newTest(t, hv, devs, rules(allow("win11", 0, "046d:c52b")))
-	hv.setFail(reconcile.DeviceKey{Bus: 1, Dev: 2}, failure.NewWithFix(failure.Transient, "no free usb port", "give it more ports"))
+	hv.setFail(reconcile.DeviceKey{Bus: 1, Dev: 2}, failure.New(failure.Transient, "no free usb port", failure.WithFix("give it more ports")))
 	c.sync(ctx)
 	st := c.Status()
 	if len(st.Pending) != 1 {
@@ -452,4 +452,42 @@ type failingListHV struct{ *fakeHV }
 
 func (failingListHV) ListDomains(ctx context.Context) ([]reconcile.Domain, error) {
 	return nil, fmt.Errorf("list domains: %w", errFlaky)
+}
+
+// An attach waiting for a free USB port is tried again as soon as a device
+// leaves or joins its domain, not when its backoff runs out (issue 13 item
+// 6); a change elsewhere, or of another kind, leaves the backoff alone,
+// and so does a change for a failure it cannot cure.
+func TestFreedPortRetriedAtOnce(t *testing.T) {
+	hv := newFakeHV(running("win11"), running("work"))
+	devs := &fakeDevices{}
+	devs.set(dev(1, 2, "046d:c52b", "1-1"), dev(1, 3, "0781:5567", "1-2"))
+	c, clk := newTest(t, hv, devs, rules(allow("win11", 0, "046d:c52b", "0781:5567")))
+	full := failure.New(failure.Transient, "no free usb port", failure.WakeOn(failure.WakeDomainDevices))
+	hv.setFail(reconcile.DeviceKey{Bus: 1, Dev: 2}, full)
+	hv.setFail(reconcile.DeviceKey{Bus: 1, Dev: 3}, errFlaky)
+	c.sync(ctx)
+	wantCalls(t, hv, "attach win11 001:002", "attach win11 001:003")
+	clk.advance(100 * time.Millisecond)
+
+	c.DomainDevicesChanged("work")
+	c.sync(ctx)
+	c.DomainChanged("win11")
+	c.sync(ctx)
+	wantCalls(t, hv) // both wait for their backoff
+
+	c.DomainDevicesChanged("win11")
+	c.sync(ctx)
+	wantCalls(t, hv, "attach win11 001:002") // only the one a freed port may cure
+	st := c.Status()
+	for _, p := range st.Pending {
+		if p.Action.Key.Dev == 2 && (p.Attempts != 2 || p.NextRetry.Sub(clk.now()) < 1800*time.Millisecond) {
+			t.Fatalf("a woken retry that fails again must back off further: %+v", p)
+		}
+	}
+
+	hv.setFail(reconcile.DeviceKey{Bus: 1, Dev: 2}, nil)
+	c.DomainDevicesChanged("win11")
+	c.sync(ctx)
+	wantCalls(t, hv, "attach win11 001:002")
 }

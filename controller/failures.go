@@ -23,7 +23,8 @@ func idOf(a reconcile.Action) actionID {
 type failed struct {
 	attempts int
 	lastErr  string
-	fix      string    // what a person can do about lastErr, "" if nothing
+	fix      string // what a person can do about lastErr, "" if nothing
+	wake     failure.Wake
 	next     time.Time // zero while it waits for a change
 	class    failure.Class
 }
@@ -66,6 +67,7 @@ func (fs *failures) failedNow(id actionID, err error, now time.Time) *failed {
 	f.attempts++
 	f.lastErr = err.Error()
 	f.fix = failure.FixOf(err)
+	f.wake = failure.WakeOf(err)
 	f.class = failure.ClassOf(err)
 	f.next = time.Time{}
 	if !f.waitsForChange() {
@@ -80,6 +82,18 @@ func (fs *failures) changed(all bool, keys map[reconcile.DeviceKey]bool) {
 	for id, f := range fs.byAction {
 		if (all || keys[id.key]) && f.class != failure.Transient {
 			delete(fs.byAction, id)
+		}
+	}
+}
+
+// woken makes due at now the failures that a change of devices in one of
+// domains may cure (no free USB port: a device that left frees one), or
+// all such failures: their retry waits for no backoff. The attempts stay,
+// so a retry that fails again backs off further.
+func (fs *failures) woken(all bool, domains map[string]bool, now time.Time) {
+	for id, f := range fs.byAction {
+		if f.wake == failure.WakeDomainDevices && (all || domains[id.domain]) && now.Before(f.next) {
+			f.next = now
 		}
 	}
 }

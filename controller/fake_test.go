@@ -15,6 +15,7 @@ import (
 var (
 	errBusy    = failure.New(failure.Permanent, "fake: device in use")
 	errFlaky   = errors.New("fake: transient failure")
+	errFull    = failure.New(failure.Transient, "fake: no free usb port", failure.WakeOn(failure.WakeDomainDevices))
 	errNoDom   = failure.New(failure.DomainGone, "fake: no such domain")
 	errOffline = failure.New(failure.Disconnected, "fake: connection lost")
 )

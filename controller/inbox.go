@@ -28,6 +28,10 @@ type inputs struct {
 	relistDevices bool            // re-enumerate udev at the next sync
 	relistDomains bool            // re-list every domain at the next sync
 	staleDomains  map[string]bool // domains to re-read at the next sync
+	// deviceDomains are domains a device was added to or removed from
+	// (libvirt's device events): their failures that a change of devices
+	// may cure (a freed USB port) are tried again at once.
+	deviceDomains map[string]bool
 	// changedKeys are devices that came or went: clear their permanent
 	// failures. A set, so a storm of events on the same devices costs
 	// memory by device, not by event.
@@ -47,6 +51,7 @@ func newInbox() *inbox {
 		devices:       map[string]reconcile.Device{},
 		changedKeys:   map[reconcile.DeviceKey]struct{}{},
 		staleDomains:  map[string]bool{},
+		deviceDomains: map[string]bool{},
 		relistDevices: true,
 		relistDomains: true,
 	}}
@@ -91,6 +96,7 @@ func (in *inputs) applyDevice(ev deviceEvent) {
 type news struct {
 	relistDevices, relistDomains bool
 	stale                        map[string]bool
+	deviceDomains                map[string]bool
 	changed                      []reconcile.DeviceKey
 	clearAll                     bool
 }
@@ -100,8 +106,9 @@ type news struct {
 func (b *inbox) take() news {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n := news{relistDevices: b.in.relistDevices, relistDomains: b.in.relistDomains, stale: b.in.staleDomains, clearAll: b.in.clearAll}
+	n := news{relistDevices: b.in.relistDevices, relistDomains: b.in.relistDomains, stale: b.in.staleDomains, deviceDomains: b.in.deviceDomains, clearAll: b.in.clearAll}
 	b.in.staleDomains = map[string]bool{}
+	b.in.deviceDomains = map[string]bool{}
 	b.in.relistDomains = false
 	if n.relistDevices {
 		b.in.relistDevices = false
@@ -193,6 +200,18 @@ func (c *Controller) DevicesLost() {
 // removed, removal failed). Its permanent failures get another chance.
 func (c *Controller) DomainChanged(name string) {
 	c.update(func(in *inputs) { in.staleDomains[name] = true })
+}
+
+// DomainDevicesChanged marks one domain for re-reading because a device
+// was added to it or removed from it (libvirt's device-added and
+// device-removed events): besides what DomainChanged does, its failures
+// that such a change may cure, a full USB controller, are tried again at
+// once instead of when their backoff runs out.
+func (c *Controller) DomainDevicesChanged(name string) {
+	c.update(func(in *inputs) {
+		in.staleDomains[name] = true
+		in.deviceDomains[name] = true
+	})
 }
 
 // HypervisorConnected says libvirt is (re)connected: every domain is

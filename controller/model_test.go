@@ -343,7 +343,9 @@ func (w *modelWorld) eventLocked(domain string) func() {
 	}
 	w.noteResetLocked()
 	ctl := w.ctl
-	return func() { ctl.DomainChanged(domain) }
+	// The loop's own attaches and detaches come back as device-added and
+	// device-removed, which the daemon passes on as such.
+	return func() { ctl.DomainDevicesChanged(domain) }
 }
 
 func (w *modelWorld) record(c mCall, err error) {
@@ -379,6 +381,11 @@ func (w *modelWorld) Attach(ctx context.Context, domain string, key reconcile.De
 		}
 		if w.failAtt[key] > 0 {
 			w.failAtt[key]--
+			// Half of them a full USB controller, tried again at
+			// once when the domain's devices change.
+			if w.rnd.IntN(2) == 0 {
+				return fmt.Errorf("attach %s to %s: %w", key, domain, errFull)
+			}
 			return fmt.Errorf("attach %s to %s: %w", key, domain, errFlaky)
 		}
 		if h, ok := w.permAtt[key]; ok {

@@ -82,6 +82,13 @@ func (c *Controller) observe(ctx context.Context) reconcile.Observed {
 	if all := n.clearAll || len(n.stale) > 0; all || len(keys) > 0 {
 		c.loop.failures.changed(all, keys)
 	}
+	// A device that left a domain may have freed the USB port an attach
+	// there waits for: try it now, not when its backoff runs out (13-20 s
+	// late, issue 13). A reload, reconnect or resync may have changed
+	// anything.
+	if n.clearAll || len(n.deviceDomains) > 0 {
+		c.loop.failures.woken(n.clearAll, n.deviceDomains, c.opt.Now())
+	}
 
 	// Enumerating udev and listing libvirt domains wait on different
 	// things: at start-up and on every resync, do both at once (the

@@ -557,3 +557,38 @@ domain "ghost" {
 		t.Fatalf("usbctl status says an action twice:\n%s", out)
 	}
 }
+
+// A device waiting for a free USB port gets the port an unplug frees at
+// once, not when its backoff runs out (issue 13 item 6: 13-20 s later).
+// The guest's qemu-xhci has 4 ports.
+func TestFreedPortUsedAtOnce(t *testing.T) {
+	w := oneGuestRunning(t)
+	var ds []umockdev.USBDevice
+	for i := 0; i < 4; i++ {
+		d := usb(2+i, fmt.Sprintf("1-%d", 1+i), "046d", "c52b", "")
+		w.plugTimed("g1", d)
+		ds = append(ds, d)
+	}
+	fifth := usb(6, "1-5", "046d", "c52b", "")
+	w.plug(fifth)
+	// Three failures: the backoff is at 4 s now.
+	w.eventually("the fifth device's attach failed 3 times for want of a port", 20*time.Second, func() bool {
+		st := w.status()
+		return len(st.Pending) == 1 && st.Pending[0].Attempts == 3 && strings.Contains(st.Pending[0].LastError, "No free USB ports")
+	})
+	failedBefore := w.metric("usbctl_action_failures_total", map[string]string{"kind": "attach", "reason": "transient"})
+	t0 := time.Now()
+	w.unplug(ds[0])
+	at := w.waitEvent("device-added "+alias(fifth), t0, added("g1", alias(fifth)))
+	took := at.Sub(t0)
+	w.converged("g1", alias(ds[1]), alias(ds[2]), alias(ds[3]), alias(fifth))
+	failed := w.metric("usbctl_action_failures_total", map[string]string{"kind": "attach", "reason": "transient"}) - failedBefore
+	attaches := w.metric("usbctl_actions_total", map[string]string{"kind": "attach"})
+	t.Logf("unplug to the waiting device's attach: %v; %v more failed attaches, %v attaches in all", took.Round(time.Millisecond), failed, attaches)
+	if took > 1500*time.Millisecond {
+		t.Fatalf("the waiting device was attached %v after a port was freed; want at once, not after its backoff", took)
+	}
+	if failed != 0 || attaches != 5 {
+		t.Fatalf("%v attaches failed after the unplug and %v succeeded in all, want 0 and 5 (one retry, when the port was free)", failed, attaches)
+	}
+}

@@ -54,45 +54,94 @@ type Classified interface {
 }
 
 // New returns a sentinel error of class c: compare it with errors.Is, wrap
-// it with %w, and ClassOf finds the class through the wrapping.
-func New(c Class, text string) error { return &sentinel{class: c, text: text} }
+// it with %w, and ClassOf finds the class through the wrapping. Options add
+// what a person can do about it (WithFix) and a change that is worth a try
+// before the backoff runs out (WakeOn).
+func New(c Class, text string, opts ...Option) error {
+	s := &sentinel{class: c, text: text}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Option shapes a sentinel made by New.
+type Option func(*sentinel)
+
+// WithFix says what a person can do about the failure. The fix ends the
+// message ("no free usb port in the guest: give ..."), so a log line
+// carries both; status shows it on a line of its own (FixOf).
+func WithFix(fix string) Option {
+	return func(s *sentinel) { s.text += ": " + fix; s.fix = fix }
+}
+
+// Wake is a change after which a failed action is worth trying again at
+// once, whatever its backoff says.
+type Wake uint8
+
+const (
+	WakeNone Wake = iota
+	// WakeDomainDevices: a device was added to or removed from the
+	// action's domain (one may have freed a USB port).
+	WakeDomainDevices
+)
+
+// WakeOn makes the failure worth a try again after change w.
+func WakeOn(w Wake) Option { return func(s *sentinel) { s.wake = w } }
 
 type sentinel struct {
 	class Class
 	text  string
+	fix   string
+	wake  Wake
 }
 
 func (s *sentinel) Error() string       { return s.text }
 func (s *sentinel) FailureClass() Class { return s.class }
+func (s *sentinel) Fix() string         { return s.fix }
+func (s *sentinel) WakesOn() Wake       { return s.wake }
 
-// Fixer is an error that says what a person can do about it. Its fix
-// ends its message ("no free usb port in the guest: give ..."), so a log
-// line carries both; status shows the fix on a line of its own.
+// Fixer is an error that says what a person can do about it.
 type Fixer interface {
 	error
 	Fix() string
 }
 
-// NewWithFix returns a sentinel of class c whose message is text, then
-// ": " and fix, and whose Fix is fix.
-func NewWithFix(c Class, text, fix string) error {
-	return &fixable{sentinel: sentinel{class: c, text: text + ": " + fix}, fix: fix}
-}
-
-type fixable struct {
-	sentinel
-	fix string
-}
-
-func (f *fixable) Fix() string { return f.fix }
-
-// FixOf returns the fix of the first Fixer in err's chain, "" if none.
+// FixOf returns the first non-empty fix in err's chain (depth first, as
+// errors.As looks), "" if none.
 func FixOf(err error) string {
-	var f Fixer
-	if errors.As(err, &f) {
+	if err == nil {
+		return ""
+	}
+	if f, ok := err.(Fixer); ok && f.Fix() != "" {
 		return f.Fix()
 	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return FixOf(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if f := FixOf(e); f != "" {
+				return f
+			}
+		}
+	}
 	return ""
+}
+
+// Waker is an error after which a change is worth a try (WakeOn).
+type Waker interface {
+	error
+	WakesOn() Wake
+}
+
+// WakeOf returns the Wake of the first Waker in err's chain.
+func WakeOf(err error) Wake {
+	var w Waker
+	if errors.As(err, &w) {
+		return w.WakesOn()
+	}
+	return WakeNone
 }
 
 // ClassOf returns the class of the first Classified error in err's chain,

@@ -35,7 +35,7 @@ func TestClassOf(t *testing.T) {
 }
 
 func TestFixOf(t *testing.T) {
-	full := NewWithFix(Transient, "no free usb port", "give it more ports")
+	full := New(Transient, "no free usb port", WithFix("give it more ports"), WakeOn(WakeDomainDevices))
 	wrapped := fmt.Errorf("attach ua-usbctl-001-002 to win11: internal error: No free USB ports: %w", full)
 	if got := FixOf(wrapped); got != "give it more ports" {
 		t.Errorf("FixOf = %q", got)
@@ -45,5 +45,12 @@ func TestFixOf(t *testing.T) {
 	}
 	if got := FixOf(New(Permanent, "busy")); got != "" {
 		t.Errorf("FixOf(no fix) = %q", got)
+	}
+	if WakeOf(wrapped) != WakeDomainDevices || WakeOf(New(Transient, "flaky")) != WakeNone || WakeOf(errors.New("plain")) != WakeNone {
+		t.Error("WakeOf does not find the wake through the wrapping")
+	}
+	// The fix of a second wrapped error is found too.
+	if got := FixOf(fmt.Errorf("%w; then %w", New(Transient, "first"), full)); got != "give it more ports" {
+		t.Errorf("FixOf(two wrapped) = %q", got)
 	}
 }

@@ -32,14 +32,16 @@ var (
 	// *InUseError, naming that domain.
 	ErrDeviceBusy = failure.New(failure.Permanent, "usb device in use by another domain")
 	// ErrNoFreePort: the guest's USB controller has no free port. A
-	// detach may free one, so it stays retryable.
-	ErrNoFreePort = failure.NewWithFix(failure.Transient, "no free usb port in the guest",
-		"give the domain's USB controller more ports: <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit; applies at its next start), or add a usb-hub; usbctl attaches once a port is free")
+	// device that leaves the domain frees one: retried with backoff, and
+	// at once when the domain's devices change.
+	ErrNoFreePort = failure.New(failure.Transient, "no free usb port in the guest",
+		failure.WithFix("give the domain's USB controller more ports: <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit; applies at its next start), or add a usb-hub; usbctl attaches once a port is free"),
+		failure.WakeOn(failure.WakeDomainDevices))
 	// ErrNoUSBBus: the domain has no USB controller to plug into. Only a
 	// change of its definition and a restart help: wait for the domain to
 	// change.
-	ErrNoUSBBus = failure.NewWithFix(failure.Permanent, "the domain has no USB controller",
-		"add one to its definition, <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit), and restart it; usbctl attaches when it runs again")
+	ErrNoUSBBus = failure.New(failure.Permanent, "the domain has no USB controller",
+		failure.WithFix("add one to its definition, <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit), and restart it; usbctl attaches when it runs again"))
 	// ErrAliasInUse: the domain still has a hostdev with this alias (an
 	// earlier one not yet removed).
 	ErrAliasInUse = failure.New(failure.Transient, "the domain still has a hostdev with this alias")

@@ -183,6 +183,10 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 			ctl.HypervisorConnected()
 		case virt.EventDisconnected:
 			ctl.HypervisorDisconnected(errors.New(ev.Detail))
+		case virt.EventDeviceAdded, virt.EventDeviceRemoved:
+			if ev.Domain != "" {
+				ctl.DomainDevicesChanged(ev.Domain)
+			}
 		default:
 			if ev.Domain != "" {
 				ctl.DomainChanged(ev.Domain)
