@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/usbctl/usbctl/failure"
 	"github.com/usbctl/usbctl/reconcile"
@@ -13,6 +14,7 @@ import (
 func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 	fs := &c.loop.failures
 	clear(c.loop.domains.copied)
+	c.loop.wakeAt = time.Time{}
 	want := make(map[actionID]bool, len(res.Actions))
 	for _, a := range res.Actions {
 		id := idOf(a)
@@ -20,6 +22,17 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 		now := c.opt.Now()
 		if !fs.due(id, now) {
 			continue // waiting for its backoff, or for a change
+		}
+		if a.Kind == reconcile.Attach && c.loop.detaching.holds(a.Domain, a.Alias) {
+			// The device came back with the number of one whose
+			// hostdev libvirt is still removing: attaching now fails
+			// with "non unique alias". The device-removed event lets
+			// it go; read the domain again soon in case it is lost.
+			c.loop.domains.reread[a.Domain] = true
+			if w := now.Add(detachPoll); c.loop.wakeAt.IsZero() || w.Before(c.loop.wakeAt) {
+				c.loop.wakeAt = w
+			}
+			continue
 		}
 		err := c.do(ctx, a)
 		if err == nil {
@@ -70,5 +83,6 @@ func (c *Controller) done(a reconcile.Action) {
 		c.loop.hostdevs.attached(k, c.opt.Now())
 	case reconcile.Detach:
 		c.loop.hostdevs.detached(k)
+		c.loop.detaching.asked(k, c.opt.Now())
 	}
 }

@@ -105,9 +105,13 @@ type loopState struct {
 	devicesListed bool // a udev enumeration has succeeded
 	failures      failures
 	hostdevs      hostdevBook
-	readyClosed   bool
-	syncs         uint64
-	started       time.Time
+	detaching     detachBook
+	// wakeAt is when the loop must look again although no backoff runs
+	// out and no event may come: an attach waits for a detach (apply).
+	wakeAt      time.Time
+	readyClosed bool
+	syncs       uint64
+	started     time.Time
 }
 
 // New returns a controller that starts with rules and config status cs.
@@ -141,10 +145,11 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 		inbox:  newInbox(),
 		config: configSlot{status: cs},
 		loop: loopState{
-			rules:    rules,
-			domains:  newDomainCache(),
-			failures: newFailures(backoff.Policy{Min: opt.BackoffMin, Max: opt.BackoffMax, Jitter: 0.1}),
-			hostdevs: hostdevBook{},
+			rules:     rules,
+			domains:   newDomainCache(),
+			failures:  newFailures(backoff.Policy{Min: opt.BackoffMin, Max: opt.BackoffMax, Jitter: 0.1}),
+			hostdevs:  hostdevBook{},
+			detaching: detachBook{},
 		},
 	}
 }
@@ -220,6 +225,9 @@ func (c *Controller) sync(ctx context.Context) time.Time {
 	obs.Domains = c.loop.domains.list()
 	c.loop.syncs++
 	next := c.publish(start, obs, res, cfg)
+	if w := c.loop.wakeAt; !w.IsZero() && (next.IsZero() || w.Before(next)) {
+		next = w
+	}
 	c.opt.Observer.SyncDone(c.opt.Now().Sub(start))
 	return next
 }

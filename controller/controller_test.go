@@ -491,3 +491,75 @@ func TestFreedPortRetriedAtOnce(t *testing.T) {
 	c.sync(ctx)
 	wantCalls(t, hv, "attach win11 001:002")
 }
+
+// A quick replug on one port, against a libvirt that removes a hostdev only
+// some time after it accepted the detach (QEMU's DEVICE_DELETED): the old
+// device is detached once, and the new one attached once and without a
+// failure, whether it comes back with a new device number or the same one
+// (issue 13 item 7). A detach that never finishes is a failure, asked again
+// after the backoff.
+func TestQuickReplugOneDetachOneAttach(t *testing.T) {
+	r1 := dev(1, 2, "046d:c52b", "1-1")
+	hv := newFakeHV(running("win11", reconcile.Hostdev{Alias: "ua-usbctl-001-002", Bus: 1, Dev: 2}))
+	hv.asyncDetach = true
+	devs := &fakeDevices{}
+	devs.set(r1)
+	c, clk := newTest(t, hv, devs, rules(allow("win11", 0, "046d:c52b")))
+	c.sync(ctx)
+	wantCalls(t, hv)
+
+	// New device number.
+	c.DeviceRemoved(r1)
+	c.sync(ctx)
+	wantCalls(t, hv, "detach win11 ua-usbctl-001-002")
+	r2 := dev(1, 3, "046d:c52b", "1-1")
+	c.DeviceAdded(r2)
+	c.sync(ctx)
+	wantCalls(t, hv, "attach win11 001:003")
+	// The new hostdev's device-added: a re-read that still shows the old
+	// one, whose removal is not done.
+	c.DomainDevicesChanged("win11")
+	c.sync(ctx)
+	wantCalls(t, hv)
+	hv.finishDetaches()
+	c.DomainDevicesChanged("win11")
+	c.sync(ctx)
+	wantCalls(t, hv)
+
+	// The same device number again.
+	c.DeviceRemoved(r2)
+	c.sync(ctx)
+	wantCalls(t, hv, "detach win11 ua-usbctl-001-003")
+	c.DeviceAdded(r2)
+	next := c.sync(ctx)
+	wantCalls(t, hv) // waits for the old hostdev of that alias to go
+	if len(c.Status().Pending) != 0 {
+		t.Fatalf("waiting for a detach to finish is no failure: %+v", c.Status().Pending)
+	}
+	if d := next.Sub(clk.now()); d <= 0 || d > time.Second {
+		t.Fatalf("next look in %v: the domain must be read again soon in case its device-removed is lost", d)
+	}
+	hv.finishDetaches()
+	c.DomainDevicesChanged("win11")
+	c.sync(ctx)
+	wantCalls(t, hv, "attach win11 001:003")
+	if got := hv.hostdevs("win11"); len(got) != 1 || got[0].Alias != "ua-usbctl-001-003" {
+		t.Fatalf("hostdevs = %+v", got)
+	}
+
+	// A detach libvirt accepts and never finishes.
+	c.DeviceRemoved(r2)
+	c.sync(ctx)
+	wantCalls(t, hv, "detach win11 ua-usbctl-001-003")
+	clk.advance(detachWait)
+	c.DomainChanged("win11")
+	c.sync(ctx)
+	wantCalls(t, hv) // given up: a failure now, retried after the backoff
+	st := c.Status()
+	if len(st.Pending) != 1 || st.Pending[0].Action.Kind != reconcile.Detach || !strings.Contains(st.Pending[0].LastError, "still there") {
+		t.Fatalf("pending = %+v, want the detach failing", st.Pending)
+	}
+	clk.advance(1200 * time.Millisecond)
+	c.sync(ctx)
+	wantCalls(t, hv, "detach win11 ua-usbctl-001-003")
+}

@@ -31,6 +31,22 @@ type fakeHV struct {
 	// long as the entry is there.
 	failAttach map[reconcile.DeviceKey]error
 	lists      int
+	// asyncDetach: a detach is accepted and the hostdev stays until
+	// finishDetaches, as libvirt's stays until QEMU is done.
+	asyncDetach bool
+	detaching   []hostdevKey
+}
+
+// finishDetaches removes the hostdevs of the detaches accepted so far.
+func (f *fakeHV) finishDetaches() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, k := range f.detaching {
+		if d, ok := f.domains[k.domain]; ok {
+			d.Hostdevs = slices.DeleteFunc(d.Hostdevs, func(h reconcile.Hostdev) bool { return h.Alias == k.alias })
+		}
+	}
+	f.detaching = nil
 }
 
 func newFakeHV(domains ...reconcile.Domain) *fakeHV {
@@ -115,6 +131,10 @@ func (f *fakeHV) Detach(ctx context.Context, domain, alias string) error {
 	d, ok := f.domains[domain]
 	if !ok {
 		return fmt.Errorf("detach %s from %s: %w", alias, domain, errNoDom)
+	}
+	if f.asyncDetach {
+		f.detaching = append(f.detaching, hostdevKey{domain, alias})
+		return nil
 	}
 	d.Hostdevs = slices.DeleteFunc(d.Hostdevs, func(h reconcile.Hostdev) bool { return h.Alias == alias })
 	return nil

@@ -105,7 +105,8 @@ func (c *Controller) observe(ctx context.Context) reconcile.Observed {
 			listed <- listing{devs, err}
 		}()
 	}
-	c.observeDomains(ctx, n.relistDomains, n.stale)
+	all, fresh := c.observeDomains(ctx, n.relistDomains, n.stale)
+	c.loop.detaching.reconcile(&c.loop.domains, all, fresh, &c.loop.failures, c.opt.Now())
 	if n.relistDevices {
 		l := <-listed
 		if l.err != nil {
@@ -118,25 +119,27 @@ func (c *Controller) observe(ctx context.Context) reconcile.Observed {
 	return reconcile.Observed{Devices: c.inbox.devices(), Domains: c.loop.domains.list()}
 }
 
-// observeDomains re-lists every domain, or re-reads the stale ones.
-func (c *Controller) observeDomains(ctx context.Context, relist bool, stale map[string]bool) {
+// observeDomains re-lists every domain, or re-reads the stale ones. It
+// reports what it read afresh from libvirt: all (a listing), or the
+// domains in fresh.
+func (c *Controller) observeDomains(ctx context.Context, relist bool, stale map[string]bool) (all bool, fresh map[string]bool) {
 	dc := &c.loop.domains
 	if relist {
 		ds, err := c.callList(ctx)
 		if err != nil {
 			c.logReadFailure("list libvirt domains", err)
 			c.inbox.update(func(in *inputs) { in.relistDomains = true })
-			return
+			return false, nil
 		}
 		c.loop.hostdevs.found(ds, c.opt.Now(), !dc.listed)
-		fresh := make(map[string]reconcile.Domain, len(ds))
+		byName := make(map[string]reconcile.Domain, len(ds))
 		for _, d := range ds {
-			fresh[d.Name] = d
+			byName[d.Name] = d
 		}
-		dc.byName = fresh
+		dc.byName = byName
 		dc.listed = true
 		clear(dc.reread)
-		return
+		return true, nil
 	}
 	names := make([]string, 0, len(stale)+len(dc.reread))
 	for n := range stale {
@@ -149,9 +152,11 @@ func (c *Controller) observeDomains(ctx context.Context, relist bool, stale map[
 	}
 	clear(dc.reread)
 	sort.Strings(names)
+	fresh = make(map[string]bool, len(names))
 	for _, n := range names {
-		c.refreshDomain(ctx, n)
+		fresh[n] = c.refreshDomain(ctx, n)
 	}
+	return false, fresh
 }
 
 func (c *Controller) listDevices(ctx context.Context) ([]reconcile.Device, error) {
@@ -166,7 +171,9 @@ func (c *Controller) callList(ctx context.Context) ([]reconcile.Domain, error) {
 	return c.opt.Hypervisor.ListDomains(ctx)
 }
 
-func (c *Controller) refreshDomain(ctx context.Context, name string) {
+// refreshDomain reads one domain again; it reports whether libvirt said
+// how it is (read, or gone).
+func (c *Controller) refreshDomain(ctx context.Context, name string) bool {
 	ctx, cancel := context.WithTimeout(ctx, c.opt.CallTimeout)
 	defer cancel()
 	dc := &c.loop.domains
@@ -174,15 +181,16 @@ func (c *Controller) refreshDomain(ctx context.Context, name string) {
 	if err != nil {
 		if failure.ClassOf(err) == failure.DomainGone {
 			delete(dc.byName, name)
-			return
+			return true
 		}
 		// Keep the cached view and look again at the next sync.
 		c.logReadFailure("read libvirt domain", err, "domain", name)
 		dc.reread[name] = true
-		return
+		return false
 	}
 	c.loop.hostdevs.found([]reconcile.Domain{d}, c.opt.Now(), !dc.listed)
 	dc.byName[name] = d
+	return true
 }
 
 // logReadFailure logs a failed read of libvirt. One that failed because

@@ -592,3 +592,40 @@ func TestFreedPortUsedAtOnce(t *testing.T) {
 		t.Fatalf("%v attaches failed after the unplug and %v succeeded in all, want 0 and 5 (one retry, when the port was free)", failed, attaches)
 	}
 }
+
+// A quick replug on the same port: the old device is detached once, the
+// new one attached once, whether it comes back with a new device number or
+// the same one (issue 13 item 7: 155 detaches for 87 attaches, the second
+// against an alias libvirt no longer had; with the same number, the attach
+// failed first with "non unique alias", costing a second).
+func TestQuickReplugOnePair(t *testing.T) {
+	w := oneGuestRunning(t)
+	const rounds = 8
+	d := usb(2, "1-1", "046d", "c52b", "")
+	w.plugTimed("g1", d)
+	var slowest time.Duration
+	for i := 0; i < rounds; i++ {
+		next := d
+		if i%2 == 0 {
+			next.Dev++ // a new device number; every other round the same one
+		}
+		t0 := time.Now()
+		w.unplug(d)
+		w.plug(next)
+		at := w.waitEvent("device-added "+alias(next), t0, added("g1", alias(next)))
+		slowest = max(slowest, at.Sub(t0))
+		w.converged("g1", alias(next))
+		d = next
+	}
+	time.Sleep(time.Second) // late events and syncs
+	attaches := w.metric("usbctl_actions_total", map[string]string{"kind": "attach"})
+	detaches := w.metric("usbctl_actions_total", map[string]string{"kind": "detach"})
+	failed := w.metric("usbctl_action_failures_total", map[string]string{"kind": "attach", "reason": "transient"})
+	t.Logf("%d replugs: %v attaches, %v detaches, %v failed attaches; slowest replug to attach %v", rounds, attaches, detaches, failed, slowest.Round(time.Millisecond))
+	if attaches != rounds+1 || detaches != rounds || failed != 0 {
+		t.Fatalf("want %d attaches, %d detaches and no failure: one of each per replug", rounds+1, rounds)
+	}
+	if slowest > time.Second {
+		t.Fatalf("a replug took %v to reach the guest", slowest)
+	}
+}

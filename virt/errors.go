@@ -43,8 +43,9 @@ var (
 	ErrNoUSBBus = failure.New(failure.Permanent, "the domain has no USB controller",
 		failure.WithFix("add one to its definition, <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit), and restart it; usbctl attaches when it runs again"))
 	// ErrAliasInUse: the domain still has a hostdev with this alias (an
-	// earlier one not yet removed).
-	ErrAliasInUse = failure.New(failure.Transient, "the domain still has a hostdev with this alias")
+	// earlier one not yet removed). Its removal is a device-removed event:
+	// retried then, or after the backoff.
+	ErrAliasInUse = failure.New(failure.Transient, "the domain still has a hostdev with this alias", failure.WakeOn(failure.WakeDomainDevices))
 	// ErrOrphanRemoved: QEMU had a device with our alias that libvirt did
 	// not know (libvirtd died between QEMU's device_add and its record
 	// of it); it is removed now, and the attach is retried with backoff.
