@@ -202,6 +202,11 @@ type modelWorld struct {
 	permAtt  map[reconcile.DeviceKey]string // attaches fail "busy" until cleared; the value is the pretend holder
 	failDet  map[string]int                 // alias → the next n detaches fail (transient)
 	flaky    map[string]int                 // domain → the next n reads fail (transient)
+	// slowDet: detaches from these domains are accepted and finish only
+	// at the next qemuDone (or the end), as libvirt's finish when QEMU's
+	// DEVICE_DELETED comes; a read in between still shows the hostdev.
+	slowDet   map[string]bool
+	detaching []hostdevKey
 
 	calls      []mCall
 	resets     []mSpan // when something happened that may rightly end a backoff or a permanent wait
@@ -218,6 +223,7 @@ func newModelWorld(seed uint64, lossP float64) *modelWorld {
 		domains: map[string]*mDomain{}, nextDev: map[int]int{1: 2, 2: 2},
 		failAtt: map[reconcile.DeviceKey]int{}, ambigAtt: map[reconcile.DeviceKey]int{},
 		permAtt: map[reconcile.DeviceKey]string{}, failDet: map[string]int{}, flaky: map[string]int{},
+		slowDet: map[string]bool{},
 	}
 	return w
 }
@@ -439,6 +445,10 @@ func (w *modelWorld) Detach(ctx context.Context, domain, alias string) error {
 		if !ok || !d.state.Active() {
 			return fmt.Errorf("detach %s from %s: %w", alias, domain, errNoDom)
 		}
+		if w.slowDet[domain] && slices.ContainsFunc(d.hostdevs, func(h reconcile.Hostdev) bool { return h.Alias == alias }) {
+			w.detaching = append(w.detaching, hostdevKey{domain, alias})
+			return nil // accepted; gone at qemuDone
+		}
 		n := len(d.hostdevs)
 		d.hostdevs = slices.DeleteFunc(d.hostdevs, func(h reconcile.Hostdev) bool { return h.Alias == alias })
 		if len(d.hostdevs) != n {
@@ -621,6 +631,56 @@ type mStep struct {
 	run    func(m *model) bool // false: not possible now
 }
 
+// slowDetach: from now, detaches from one domain finish only at the next
+// qemuDone.
+func (m *model) slowDetach() bool {
+	ds := m.domainsWhere(func(d *mDomain) bool { return d.state.Active() })
+	if len(ds) == 0 {
+		return false
+	}
+	n := pick(m.r, ds)
+	m.w.mu.Lock()
+	m.w.slowDet[n] = true
+	m.w.mu.Unlock()
+	m.logf("detaches from %s finish late", n)
+	return true
+}
+
+// qemuDone finishes the detaches accepted so far, each with its
+// device-removed event (which may be lost).
+func (m *model) qemuDone() bool {
+	m.w.mu.Lock()
+	if len(m.w.detaching) == 0 {
+		m.w.mu.Unlock()
+		return false
+	}
+	evs := m.w.finishDetachesLocked()
+	m.w.mu.Unlock()
+	for _, ev := range evs {
+		ev()
+	}
+	m.logf("QEMU finishes the detaches")
+	return true
+}
+
+// finishDetachesLocked removes the hostdevs of accepted detaches and
+// returns their events to send after unlocking.
+func (w *modelWorld) finishDetachesLocked() []func() {
+	var evs []func()
+	for _, k := range w.detaching {
+		d := w.domains[k.domain]
+		n := len(d.hostdevs)
+		d.hostdevs = slices.DeleteFunc(d.hostdevs, func(h reconcile.Hostdev) bool { return h.Alias == k.alias })
+		if len(d.hostdevs) != n {
+			if ev := w.eventLocked(k.domain); ev != nil {
+				evs = append(evs, ev)
+			}
+		}
+	}
+	w.detaching = nil
+	return evs
+}
+
 var mSteps = []mStep{
 	{14, (*model).plug},
 	{10, (*model).unplug},
@@ -642,6 +702,8 @@ var mSteps = []mStep{
 	{4, (*model).spurious},
 	{2, (*model).devicesLost},
 	{6, (*model).pauseTest},
+	{4, (*model).slowDetach},
+	{6, (*model).qemuDone},
 }
 
 var mTotalWeight = func() int {
@@ -1042,7 +1104,21 @@ func (m *model) finish() {
 	w.permAtt = map[reconcile.DeviceKey]string{}
 	w.failDet = map[string]int{}
 	w.flaky = map[string]int{}
+	w.slowDet = map[string]bool{}
+	late := len(w.detaching) > 0
+	var doms []string
+	for _, k := range w.detaching {
+		doms = append(doms, k.domain)
+	}
+	w.finishDetachesLocked() // their events go reliably below
 	w.mu.Unlock()
+	sort.Strings(doms)
+	for _, n := range slices.Compact(doms) {
+		m.reliably(func() { m.c.DomainDevicesChanged(n) })
+	}
+	if late {
+		m.logf("end: QEMU finishes the detaches")
+	}
 	if down {
 		m.reliably(m.c.HypervisorConnected)
 	}
@@ -1125,6 +1201,17 @@ func runModel(seed uint64) (string, []string) {
 		msg += "\nlog:\n" + logBuf.String()
 	}
 	return msg, m.steps
+}
+
+// attachedBetween reports whether a call tried to attach alias to domain
+// between a and b: one that reported a failure may have happened.
+func attachedBetween(calls []mCall, domain, alias string, a, b time.Time) bool {
+	for _, c := range calls {
+		if c.kind == reconcile.Attach && c.domain == domain && c.alias == alias && c.real.After(a) && c.real.Before(b) {
+			return true
+		}
+	}
+	return false
 }
 
 // check verifies the end state and the history of calls.
@@ -1266,6 +1353,17 @@ func (m *model) check(converged bool, begin time.Time) string {
 		// have gone, which takes a step.
 		if k.kind == reconcile.Attach && okCount > 1+m.nstep {
 			fail("%d successful attaches of %s to %s in %d steps", okCount, k.key, k.domain, m.nstep)
+		}
+		// A detach libvirt accepted is not asked again before an attach
+		// of that device to that domain: the hostdev is on its way out
+		// (issue 13 item 7 saw 155 detaches for 87 attaches).
+		if k.kind == reconcile.Detach {
+			for i := 1; i < len(cs); i++ {
+				if cs[i].outcome == mOK && cs[i-1].outcome == mOK && cs[i].alias == cs[i-1].alias && !attachedBetween(w.calls, k.domain, cs[i].alias, cs[i-1].real, cs[i].real) && reports < maxReports {
+					reports++
+					fail("detach %s from %s asked twice with no attach between", cs[i].alias, k.domain)
+				}
+			}
 		}
 	}
 	if len(errs) > 0 {
