@@ -341,7 +341,10 @@ domain "g1" {
 			// user outside it is refused by libvirtd, and says so.
 			xdir, _ := publicDir(t, outsiderUID)
 			x, err := w.sb.StartUsbctld(sandbox.UsbctldOptions{Bin: bins.usbctld, User: outsider, NoDevices: true,
-				Socket: filepath.Join(xdir, "usbctl.sock"), Log: filepath.Join(w.dir, "outsider.log"), Args: []string{"--config", noRules(t, xdir)}})
+				Socket: filepath.Join(xdir, "usbctl.sock"), Log: filepath.Join(w.dir, "outsider.log"),
+				// A lock directory of its own: on the same libvirt as
+				// the first, it would be refused as a second daemon.
+				Args: []string{"--config", noRules(t, xdir), "--runtime-dir", filepath.Join(xdir, "run")}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -361,7 +364,8 @@ domain "g1" {
 			// netlink monitor and the real /sys, unprivileged.
 			rdir, _ := publicDir(t, uid)
 			r, err := w.sb.StartUsbctld(sandbox.UsbctldOptions{Bin: bins.usbctld, User: daemon, NoDevices: true,
-				Socket: filepath.Join(rdir, "usbctl.sock"), Log: filepath.Join(w.dir, "real-udev.log"), Args: []string{"--config", noRules(t, rdir)}})
+				Socket: filepath.Join(rdir, "usbctl.sock"), Log: filepath.Join(w.dir, "real-udev.log"),
+				Args: []string{"--config", noRules(t, rdir), "--runtime-dir", filepath.Join(rdir, "run")}})
 			if err != nil {
 				t.Fatal(err)
 			}

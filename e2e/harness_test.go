@@ -323,7 +323,9 @@ func (w *world) startDaemonWith(o sandbox.UsbctldOptions) {
 		w.t.Fatal("a daemon is already running")
 	}
 	o.Bin, o.Log = bins.usbctld, filepath.Join(w.dir, "usbctld.log")
-	o.Args = append(o.Args, "--log-level", "debug", "--runtime-dir", w.runtimeDir())
+	// The lock of the URI next to the socket: in the scenario's own
+	// directory, or in one a daemon run as another user can write.
+	o.Args = append(o.Args, "--log-level", "debug", "--runtime-dir", filepath.Join(filepath.Dir(o.Socket), "run"))
 	d, err := w.sb.StartUsbctld(o)
 	if err != nil {
 		w.t.Fatal(err)
@@ -335,8 +337,8 @@ func (w *world) startDaemonWith(o sandbox.UsbctldOptions) {
 	}
 }
 
-// runtimeDir is the scenario's --runtime-dir (the per-URI lock), inside
-// its own directory rather than the host's /run/usbctl.
+// runtimeDir is the --runtime-dir (the per-URI lock) of a daemon with its
+// socket in the scenario's directory, rather than the host's /run/usbctl.
 func (w *world) runtimeDir() string { return filepath.Join(w.dir, "run") }
 
 // killDaemon stops usbctld with sig and forgets it.
