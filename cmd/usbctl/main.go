@@ -14,10 +14,19 @@ import (
 )
 
 // socketFlag is the --socket flag shared by the commands that talk to
-// usbctld.
-type socketFlag struct{ path string }
+// usbctld, and the one client they use, built at the first request once
+// the flags are parsed.
+type socketFlag struct {
+	path string
+	c    *api.Client
+}
 
-func (s *socketFlag) client() *api.Client { return &api.Client{Socket: s.path} }
+func (s *socketFlag) client() *api.Client {
+	if s.c == nil || s.c.Socket != s.path {
+		s.c = &api.Client{Socket: s.path}
+	}
+	return s.c
+}
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {

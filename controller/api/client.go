@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 
 	"github.com/usbctl/usbctl/controller"
@@ -28,29 +29,41 @@ type HTTPError struct {
 
 func (e *HTTPError) Error() string { return fmt.Sprintf("usbctld: %s (HTTP %d)", e.Message, e.Code) }
 
-// Client talks to usbctld over its control socket.
+// Client talks to usbctld over its control socket. Set its fields before
+// the first request; use it by pointer. Its HTTP transport is built at the
+// first request and kept, so later requests reuse the connection (as
+// Tailscale's local client does) instead of dialing again.
 type Client struct {
 	Socket string
 	// Dial connects to the socket; nil dials Socket. Tests inject their
 	// own.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	once sync.Once
+	http *http.Client
 }
 
 func (c *Client) httpClient() *http.Client {
-	dial := c.Dial
-	if dial == nil {
-		var d net.Dialer
-		dial = d.DialContext
-	}
-	return &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			conn, err := dial(ctx, "unix", c.Socket)
-			if err != nil {
-				return nil, c.dialError(err)
-			}
-			return conn, nil
-		},
-	}}
+	c.once.Do(func() {
+		dial := c.Dial
+		if dial == nil {
+			var d net.Dialer
+			dial = d.DialContext
+		}
+		c.http = &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				conn, err := dial(ctx, "unix", c.Socket)
+				if err != nil {
+					return nil, c.dialError(err)
+				}
+				return conn, nil
+			},
+			// One daemon at the other end: one idle connection is all
+			// a command or a status watch needs.
+			MaxIdleConns: 1,
+		}}
+	})
+	return c.http
 }
 
 // dialError turns a failed connect into advice.
