@@ -111,6 +111,9 @@ func (r *ruleNames) rule(doms []DomainRules, w want) string {
 	if s, ok := r.texts[w]; ok {
 		return s
 	}
+	if r.texts == nil {
+		r.texts = map[want]string{}
+	}
 	dr := doms[w.dom]
 	var s string
 	switch w.via {

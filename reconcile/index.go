@@ -22,13 +22,9 @@ type ruleIndex[R any] struct {
 	everyDevice []R
 }
 
-func newRuleIndex[R any]() *ruleIndex[R] {
-	return &ruleIndex[R]{
-		byID: map[IDPattern][]R{}, byVendor: map[string][]R{}, byProduct: map[string][]R{},
-		bySerial: map[string][]R{}, byPort: map[string][]R{}, byTree: map[string][]R{},
-		byClass: map[string][]R{},
-	}
-}
+// The maps are made when a block is first filed under them: Plan runs on
+// every sync, most syncs see few rules, and a lookup in a nil map finds
+// nothing, as it should.
 
 func (x *ruleIndex[R]) add(r R, m Match) {
 	switch {
@@ -36,26 +32,36 @@ func (x *ruleIndex[R]) add(r R, m Match) {
 		for _, p := range m.IDs {
 			switch {
 			case p.Vendor != "" && p.Product != "":
+				if x.byID == nil {
+					x.byID = map[IDPattern][]R{}
+				}
 				x.byID[p] = append(x.byID[p], r)
 			case p.Vendor != "":
-				x.byVendor[p.Vendor] = append(x.byVendor[p.Vendor], r)
+				file(&x.byVendor, p.Vendor, r)
 			case p.Product != "":
-				x.byProduct[p.Product] = append(x.byProduct[p.Product], r)
+				file(&x.byProduct, p.Product, r)
 			default:
 				x.everyDevice = append(x.everyDevice, r)
 			}
 		}
 	case m.Serial != "":
-		x.bySerial[m.Serial] = append(x.bySerial[m.Serial], r)
+		file(&x.bySerial, m.Serial, r)
 	case m.Port != nil && m.Port.Subtree:
-		x.byTree[m.Port.Path] = append(x.byTree[m.Port.Path], r)
+		file(&x.byTree, m.Port.Path, r)
 	case m.Port != nil:
-		x.byPort[m.Port.Path] = append(x.byPort[m.Port.Path], r)
+		file(&x.byPort, m.Port.Path, r)
 	case len(m.Classes) > 0:
 		for _, c := range m.Classes {
-			x.byClass[c] = append(x.byClass[c], r)
+			file(&x.byClass, c, r)
 		}
 	}
+}
+
+func file[R any](m *map[string][]R, k string, r R) {
+	if *m == nil {
+		*m = map[string][]R{}
+	}
+	(*m)[k] = append((*m)[k], r)
 }
 
 // candidates appends to buf every block filed under a key of d.

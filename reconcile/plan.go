@@ -84,10 +84,10 @@ type decision struct {
 type planner struct {
 	rules      Rules
 	doms       []DomainRules
-	allow      *ruleIndex[ruleRef] // blocks of allow domains: what they want
-	refusals   *ruleIndex[ruleRef] // blocks of deny domains: what they refuse
-	broad      []int               // deny and all domains: they consider every device
-	excludes   *ruleIndex[int]
+	allow      ruleIndex[ruleRef] // blocks of allow domains: what they want
+	refusals   ruleIndex[ruleRef] // blocks of deny domains: what they refuse
+	broad      []int              // deny and all domains: they consider every device
+	excludes   ruleIndex[int]
 	activeDom  []bool // by index into doms
 	definedDom []bool // libvirt has the domain, by index into doms
 	holders    map[DeviceKey][]holder
@@ -114,15 +114,13 @@ func newPlanner(rules Rules, obs Observed) *planner {
 	doms := rules.Domains
 	pl := &planner{
 		rules: rules, doms: doms,
-		allow: newRuleIndex[ruleRef](), refusals: newRuleIndex[ruleRef](), excludes: newRuleIndex[int](),
-		holders: map[DeviceKey][]holder{}, foreignByID: map[IDPattern][]string{},
-		names: ruleNames{texts: map[want]string{}},
+		holders: map[DeviceKey][]holder{},
 	}
 	for i, dr := range doms {
-		x := pl.allow
+		x := &pl.allow
 		if dr.Mode == ModeDeny || dr.Mode == ModeAll {
 			pl.broad = append(pl.broad, i)
-			x = pl.refusals
+			x = &pl.refusals
 		}
 		for j, m := range dr.Devices {
 			x.add(ruleRef{dom: i, block: j}, m)
@@ -144,6 +142,9 @@ func newPlanner(rules Rules, obs Observed) *planner {
 				pl.holders[k] = append(pl.holders[k], holder{domain: dm.Name, alias: h.Alias, owned: h.Owned()})
 			} else if !h.Owned() && h.Vendor != "" && h.Product != "" {
 				id := IDPattern{Vendor: h.Vendor, Product: h.Product}
+				if pl.foreignByID == nil {
+					pl.foreignByID = map[IDPattern][]string{}
+				}
 				pl.foreignByID[id] = append(pl.foreignByID[id], dm.Name)
 			}
 		}
