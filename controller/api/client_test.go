@@ -50,7 +50,7 @@ func TestClientDialErrorsSayWhatToDo(t *testing.T) {
 	}{
 		{syscall.ENOENT, "systemctl start usbctld", ErrNotRunning},
 		{syscall.ECONNREFUSED, "systemctl start usbctld", ErrNotRunning},
-		{syscall.EACCES, "run as root, or as a member of the group given to usbctld --socket-group", nil},
+		{syscall.EACCES, "run as root, or as a member of the socket's group", nil},
 		{syscall.ETIMEDOUT, "connect to usbctld at /run/x.sock", nil},
 	} {
 		cl := &Client{Socket: "/run/x.sock", Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
