@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/coreos/go-systemd/v22 v22.7.0
+	github.com/godbus/dbus/v5 v5.2.2
 	github.com/hashicorp/hcl/v2 v2.25.0
 	github.com/jochenvg/go-udev v0.0.0-20240801134859-b65ed646224b
 	github.com/prometheus/client_model v0.6.3
