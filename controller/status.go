@@ -3,6 +3,7 @@ package controller
 import (
 	"time"
 
+	"github.com/usbctl/usbctl/override"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -33,6 +34,12 @@ type Status struct {
 	// Unassigned are present devices that no running domain gets, with the
 	// reason (no rule, excluded, hub, wanted by a stopped domain, ...).
 	Unassigned []reconcile.Placement `json:"unassigned,omitempty"`
+	// Overrides are the runtime assignments in force (usbctl attach,
+	// detach, move, answered offers), with who set them, when and until
+	// when.
+	Overrides []override.Override `json:"overrides,omitempty"`
+	// Offers are devices held on the host for an answer (mode "ask").
+	Offers []override.Offer `json:"offers,omitempty"`
 }
 
 // ConfigStatus describes the rules in force and the last rejected reload.

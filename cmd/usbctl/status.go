@@ -16,6 +16,7 @@ import (
 
 	"github.com/usbctl/usbctl/config"
 	"github.com/usbctl/usbctl/controller"
+	"github.com/usbctl/usbctl/events"
 )
 
 func newStatusCmd(sock *socketFlag) *cobra.Command {
@@ -28,16 +29,19 @@ func newStatusCmd(sock *socketFlag) *cobra.Command {
 		Use:   "status",
 		Short: "What is attached where and why, what is pending or failing",
 		Long: `Status asks the running usbctld what it sees and did: each domain with the
-devices usbctl attached to it (the rule that placed each, and since when),
-hostdevs attached by someone else (never touched), actions pending or failing
-with their whole last error, what to do about it when usbctl knows, and the
-next retry, domains the config names that libvirt does not have, conflicts,
+devices usbctl attached to it (the rule or runtime assignment that placed
+each, and since when), hostdevs attached by someone else (never touched),
+runtime assignments (usbctl attach, detach, move) with who set them, when and
+until when, offers waiting for an answer, actions pending or failing with
+their whole last error, what to do about it when usbctl knows, and the next
+retry, domains the config names that libvirt does not have, conflicts,
 devices no rule gives to a running domain and why, and the config in force
-(and a rejected reload).`,
+(and a rejected reload). --watch follows usbctld's event stream and redraws
+on every change.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if watch {
-				return watchStatus(cmd.Context(), cmd.OutOrStdout(), sock.client(), interval, isTerminal(cmd.OutOrStdout()))
+				return watchStatus(cmd.Context(), cmd.OutOrStdout(), sock.client(), isTerminal(cmd.OutOrStdout()))
 			}
 			st, err := sock.client().Status(cmd.Context())
 			if err != nil {
@@ -51,26 +55,50 @@ devices no rule gives to a running domain and why, and the config in force
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw whenever something changes, until interrupted")
-	cmd.Flags().DurationVar(&interval, "interval", 500*time.Millisecond, "how often --watch asks usbctld")
+	cmd.Flags().DurationVar(&interval, "interval", 0, "ignored: --watch follows usbctld's events")
+	_ = cmd.Flags().MarkDeprecated("interval", "--watch redraws on usbctld's events")
 	return cmd
 }
 
-// statusGetter is what watchStatus needs from the daemon client.
-type statusGetter interface {
+// watchAPI is what watchStatus needs from the daemon client.
+type watchAPI interface {
 	Status(ctx context.Context) (controller.Status, error)
+	EventsOpened(ctx context.Context, opened func(), f func(events.Event) error) error
 }
 
-// watchStatus redraws the status when what it shows changes (every sync
-// that changed something), and at least every 10 s so ages stay true. On a
-// terminal it redraws in place; otherwise it appends, with a separator,
-// so it can be logged. A daemon that goes away is reported and waited for.
-func watchStatus(ctx context.Context, w io.Writer, c statusGetter, every time.Duration, tty bool) error {
-	if every < 50*time.Millisecond {
-		every = 50 * time.Millisecond
+// watchStatus redraws the status when usbctld's event stream says
+// something happened (and when the stream opens), and every 10 s so ages
+// stay true; a quiet daemon costs nothing. On a terminal it redraws in
+// place; otherwise it appends, with a separator, so it can be logged. A
+// daemon that goes away is reported and waited for.
+func watchStatus(ctx context.Context, w io.Writer, c watchAPI, tty bool) error {
+	poke := make(chan struct{}, 1)
+	kick := func() {
+		select {
+		case poke <- struct{}{}:
+		default:
+		}
 	}
+	go func() {
+		wait := 250 * time.Millisecond
+		for ctx.Err() == nil {
+			opened := false
+			_ = c.EventsOpened(ctx, func() { opened = true; kick() }, func(events.Event) error { kick(); return nil })
+			if opened {
+				wait = 250 * time.Millisecond
+			}
+			kick() // the stream broke: show that usbctld is gone
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 5*time.Second)
+		}
+	}()
 	var last string
 	var drawn time.Time
-	tick := time.NewTicker(every)
+	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		now := time.Now()
@@ -96,10 +124,15 @@ func watchStatus(ctx context.Context, w io.Writer, c statusGetter, every time.Du
 			_, _ = w.Write(buf.Bytes())
 			last, drawn = key, now
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-poke:
+				waiting = false
+			case t := <-tick.C:
+				waiting = t.Sub(drawn) < 10*time.Second
+			}
 		}
 	}
 }

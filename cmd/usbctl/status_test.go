@@ -5,11 +5,13 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/controller/api"
+	"github.com/usbctl/usbctl/events"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -150,17 +152,48 @@ func TestParentPort(t *testing.T) {
 	}
 }
 
+// seqStatus answers a sequence of statuses, and sends an event whenever
+// the test says.
 type seqStatus struct {
-	n   int
-	sts []controller.Status
+	mu     sync.Mutex
+	n      int
+	sts    []controller.Status
+	events chan events.Event
+	opens  int
 }
 
 func (s *seqStatus) Status(ctx context.Context) (controller.Status, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	st := s.sts[min(s.n, len(s.sts)-1)]
 	s.n++
 	return st, nil
 }
 
+func (s *seqStatus) calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+func (s *seqStatus) EventsOpened(ctx context.Context, opened func(), f func(events.Event) error) error {
+	s.mu.Lock()
+	s.opens++
+	s.mu.Unlock()
+	opened()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev := <-s.events:
+			if err := f(ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Watch redraws on events, and only when what it shows changed.
 func TestWatchRedrawsOnChangeOnly(t *testing.T) {
 	now := time.Now()
 	a := sampleStatus(now)
@@ -168,12 +201,24 @@ func TestWatchRedrawsOnChangeOnly(t *testing.T) {
 	a2.Syncs, a2.LastSync = 99, now.Add(time.Second) // a sync that changed nothing
 	b := a
 	b.Unassigned = nil // a device was placed
-	src := &seqStatus{sts: []controller.Status{a, a2, a2, b, b}}
+	src := &seqStatus{sts: []controller.Status{a, a2, a2, a2, b, b}, events: make(chan events.Event)}
 	ctx, cancel := context.WithCancel(context.Background())
-	var buf bytes.Buffer
+	var buf syncBuffer
 	done := make(chan error)
-	go func() { done <- watchStatus(ctx, &buf, src, 50*time.Millisecond, false) }()
-	time.Sleep(400 * time.Millisecond)
+	go func() { done <- watchStatus(ctx, &buf, src, false) }()
+	// One read at start, one when the stream opened, then one per event.
+	for n := 2; n <= 6; n++ {
+		deadline := time.Now().Add(5 * time.Second)
+		for src.calls() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("status read %d times, want %d", src.calls(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if n < 6 {
+			src.events <- events.Event{Type: events.Attached}
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -185,4 +230,22 @@ func TestWatchRedrawsOnChangeOnly(t *testing.T) {
 	if strings.Count(out, "\n--- ") != 1 {
 		t.Fatalf("non-terminal output should separate redraws:\n%s", out)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the watcher and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
