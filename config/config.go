@@ -76,6 +76,23 @@ func (d Diagnostics) Strings() []string {
 	return out
 }
 
+// BlockTypes lists the top-level block types of src in order ("domain",
+// "exclude", "libvirt"), for a caller that accepts only some in a file.
+func BlockTypes(src []byte, name string) ([]string, hcl.Diagnostics) {
+	f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	var out []string
+	for _, b := range f.Body.(*hclsyntax.Body).Blocks {
+		out = append(out, b.Type)
+	}
+	for range f.Body.(*hclsyntax.Body).Attributes {
+		out = append(out, "attribute")
+	}
+	return out, nil
+}
+
 // Source is one config file's name and content.
 type Source struct {
 	Name string

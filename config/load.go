@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,10 +35,20 @@ func Load(paths ...string) (*Config, Diagnostics) {
 	return loader{settle: settle, maxWait: maxWait, now: time.Now, sleep: time.Sleep}.load(paths)
 }
 
+// LoadReplacing is Load with the file named by r.Name (which need not
+// exist yet: it then joins its directory in order) read as r.Data: what
+// the config would be if that file were written so. usbctld checks a file
+// the CLI rendered with it before it writes the file.
+func LoadReplacing(r Source, paths ...string) (*Config, Diagnostics) {
+	return loader{settle: settle, maxWait: maxWait, now: time.Now, sleep: time.Sleep, replace: &r}.load(paths)
+}
+
 type loader struct {
 	settle, maxWait time.Duration
 	now             func() time.Time
 	sleep           func(time.Duration)
+	// replace, if set, is read instead of the file of its name.
+	replace *Source
 }
 
 func (l loader) load(paths []string) (*Config, Diagnostics) {
@@ -59,8 +70,16 @@ func (l loader) load(paths []string) (*Config, Diagnostics) {
 			var d hcl.Diagnostics
 			files, d = dirFiles(p)
 			diags = append(diags, d...)
+			if r := l.replace; r != nil && filepath.Dir(r.Name) == filepath.Clean(p) && !slices.Contains(files, r.Name) {
+				files = append(files, r.Name)
+				slices.Sort(files)
+			}
 		}
 		for _, f := range files {
+			if r := l.replace; r != nil && f == r.Name {
+				srcs = append(srcs, *r)
+				continue
+			}
 			b, err := l.readStable(f, deadline)
 			if err != nil {
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read config",
