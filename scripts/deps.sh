@@ -10,7 +10,9 @@ pkgs=(gcc libc6-dev pkg-config libvirt-dev libudev-dev
       # group libvirt and polkit's 60-libvirt.rules (libvirt-daemon-system),
       # a system bus and polkitd of the sandbox's own; ip for loopback in
       # the tests' network namespace; systemd-analyze for the unit's test.
-      libvirt-daemon-system dbus-daemon dbus-bin polkitd iproute2 systemd)
+      libvirt-daemon-system dbus-daemon dbus-bin polkitd iproute2 systemd
+      # The shells whose completion of usbctl is tested for real.
+      bash-completion fish zsh)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
