@@ -169,7 +169,7 @@ func (c *Controller) PlanNow() reconcile.Result {
 	if r := c.config.peek(); r != nil {
 		rules = *r
 	}
-	return reconcile.Plan(rules, obs)
+	return reconcile.Plan(rules, obs, nil)
 }
 
 // Run is the loop. It returns when ctx is done.
@@ -218,7 +218,7 @@ func (c *Controller) sync(ctx context.Context) time.Time {
 		c.loop.rules = *rules
 	}
 	obs := c.observe(ctx)
-	res := reconcile.Plan(c.loop.rules, obs)
+	res := reconcile.Plan(c.loop.rules, obs, nil)
 	c.apply(ctx, res)
 	// Our own attaches and detaches changed the world we planned on:
 	// status and PlanNow must show the world after them.

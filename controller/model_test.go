@@ -1189,7 +1189,7 @@ func runModel(seed uint64) (string, []string) {
 		if resyncs < 2 {
 			continue
 		}
-		if len(reconcile.Plan(m.rules, m.w.observed()).Actions) == 0 {
+		if len(reconcile.Plan(m.rules, m.w.observed(), nil).Actions) == 0 {
 			converged = true
 			break
 		}
@@ -1221,7 +1221,7 @@ func (m *model) check(converged bool, begin time.Time) string {
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 
 	obs := w.observed()
-	res := reconcile.Plan(m.rules, obs)
+	res := reconcile.Plan(m.rules, obs, nil)
 	if !converged || len(res.Actions) > 0 {
 		fail("not converged after %v: Plan of the final world still wants %v", mSettle, res.Actions)
 	}

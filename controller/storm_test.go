@@ -141,7 +141,7 @@ func TestStorm(t *testing.T) {
 
 	// Exactly what Plan wants, each device once.
 	domsNow, _ := hv.ListDomains(ctx)
-	res := reconcile.Plan(rules, reconcile.Observed{Devices: final, Domains: domsNow})
+	res := reconcile.Plan(rules, reconcile.Observed{Devices: final, Domains: domsNow}, nil)
 	if len(res.Actions) != 0 {
 		t.Fatalf("not converged after the storm: %d actions left, first %v", len(res.Actions), res.Actions[0])
 	}

@@ -127,7 +127,10 @@ func Rewrite(in Input) ([]byte, []Change, error) {
 	}
 	if in.Op == OpMigrate {
 		unwanted := map[string]bool{}
-		for _, a := range reconcile.Plan(rules, reconcile.Observed{Devices: in.Devices, Domains: []reconcile.Domain{dom}}).Actions {
+		// By the rules alone: the hook runs inside libvirtd and must not
+		// ask usbctld, whose runtime assignments (nil here) it corrects
+		// a sync later if they say otherwise.
+		for _, a := range reconcile.Plan(rules, reconcile.Observed{Devices: in.Devices, Domains: []reconcile.Domain{dom}}, nil).Actions {
 			if a.Kind == reconcile.Detach && a.Domain == in.Domain {
 				unwanted[a.Alias] = true
 			}
@@ -156,7 +159,7 @@ func Rewrite(in Input) ([]byte, []Change, error) {
 	// The devices usbctld would attach to the guest now, in the plan's
 	// order, take the places of the lost ones.
 	var fresh []reconcile.Device
-	for _, a := range reconcile.Plan(rules, reconcile.Observed{Devices: in.Devices, Domains: []reconcile.Domain{dom}}).Actions {
+	for _, a := range reconcile.Plan(rules, reconcile.Observed{Devices: in.Devices, Domains: []reconcile.Domain{dom}}, nil).Actions {
 		if a.Kind == reconcile.Attach && a.Domain == in.Domain && a.Device != nil {
 			fresh = append(fresh, *a.Device)
 		}

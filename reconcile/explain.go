@@ -23,6 +23,11 @@ const (
 	movesToFormat      = "moves to %q (%s)"
 	tieFormat          = "wanted by %d running domains of priority %d; %s (set priorities to decide)"
 	heldForeignConfFmt = "wanted by %s but held by a hostdev usbctl does not own in %s; detach it there to let usbctl place it"
+	assignedFormat     = "runtime assignment: %s"
+	notRunningAssigned = "runtime assignment to %q, which is not running: %s"
+	hostAssignedFormat = "kept on the host by a runtime assignment: %s"
+	excludedAssignment = "; the runtime assignment (%s) does not apply"
+	offeredFormat      = "offered to %q (%s); waits on the host for an answer: usbctl attach or detach, or usbctl agent"
 )
 
 // placement renders the decision for device d.
@@ -31,6 +36,19 @@ func (pl *planner) placement(d Device, dec decision) Placement {
 	switch dec.kind {
 	case Excluded:
 		p.Reason = "excluded by " + describe("exclude", pl.rules.Excludes[dec.exclude])
+		if dec.override != nil {
+			p.Reason += fmt.Sprintf(excludedAssignment, dec.override.Source)
+		}
+	case Assigned:
+		p.Domain, p.Rule = pl.target(dec)
+		p.Reason = fmt.Sprintf(assignedFormat, p.Rule)
+	case AssignedNotRunning:
+		p.Reason = fmt.Sprintf(notRunningAssigned, dec.override.Domain, dec.override.Source)
+	case HostAssigned:
+		p.Reason = fmt.Sprintf(hostAssignedFormat, dec.override.Source)
+	case Offered:
+		p.OfferedTo, p.Rule = pl.doms[dec.chosen.dom].Name, pl.names.rule(pl.doms, dec.chosen)
+		p.Reason = fmt.Sprintf(offeredFormat, p.OfferedTo, p.Rule)
 	case HeldForeign:
 		p.HeldBy = dec.foreign[0]
 		p.Reason = fmt.Sprintf(heldForeignFormat, p.HeldBy)
@@ -64,9 +82,9 @@ func (pl *planner) placement(d Device, dec decision) Placement {
 // detachReason says why one of our hostdevs of a present device goes.
 func detachReason(dec decision, p Placement) string {
 	switch dec.kind {
-	case Excluded:
+	case Excluded, HostAssigned, AssignedNotRunning, Offered:
 		return p.Reason
-	case Placed, Kept:
+	case Placed, Kept, Assigned:
 		return fmt.Sprintf(movesToFormat, p.Domain, p.Rule)
 	case HeldForeign:
 		return reasonAlsoHeld

@@ -8,16 +8,17 @@ import (
 )
 
 // Plan decides, for the world in obs, which devices must be attached to or
-// detached from which domains under rules. It does no I/O and its output
-// depends only on its input, not on the order of slices in it.
+// detached from which domains under rules and the runtime assignments ovs
+// (at most one per device key). It does no I/O and its output depends only
+// on its input, not on the order of slices in it.
 //
 // For each present device it decides a placement (place), then derives the
 // conflict that placement reports (conflict) and the hostdevs to detach and
 // attach to carry it out (moves); hostdevs of devices that are gone are
 // detached last (unplugged). Every decision is a PlacementKind; the words
 // of reasons are rendered from it (explain.go).
-func Plan(rules Rules, obs Observed) Result {
-	pl := newPlanner(rules, obs)
+func Plan(rules Rules, obs Observed, ovs []Override) Result {
+	pl := newPlanner(rules, obs, ovs)
 	res := Result{Placements: make([]Placement, 0, len(pl.devices))}
 	for _, d := range pl.devices {
 		dec := pl.place(d)
@@ -48,6 +49,9 @@ type want struct {
 	dom   int // index into Rules.Domains
 	via   via
 	block int // with viaBlock, the domain's first block that matches
+	// ask: the domain would get it only by an answer (mode "ask", or an
+	// ask block): the device is offered rather than attached.
+	ask bool
 }
 
 func (w want) explicit() bool { return w.via == viaBlock }
@@ -77,6 +81,10 @@ type decision struct {
 	// Kept, HeldForeign); chosen is where it goes (Placed, Kept).
 	active []want
 	chosen want
+	// override is the runtime assignment of the device (Assigned,
+	// AssignedNotRunning, HostAssigned; and Excluded or HeldForeign when
+	// one stands in its way).
+	override *Override
 }
 
 // planner is one Plan call: the rules indexed, who holds what, and the
@@ -99,6 +107,8 @@ type planner struct {
 	devices     []Device // sorted by key
 	present     map[DeviceKey]bool
 	names       ruleNames
+	overrides   map[DeviceKey]Override
+	state       map[string]DomainState
 
 	refs      []ruleRef
 	exRefs    []int
@@ -110,17 +120,28 @@ type planner struct {
 	foreignB  []string
 }
 
-func newPlanner(rules Rules, obs Observed) *planner {
+func newPlanner(rules Rules, obs Observed, ovs []Override) *planner {
 	doms := rules.Domains
 	pl := &planner{
 		rules: rules, doms: doms,
 		holders: map[DeviceKey][]holder{},
 	}
+	if len(ovs) > 0 { // a nil map reads as empty, for nothing
+		pl.overrides = make(map[DeviceKey]Override, len(ovs))
+		for _, o := range ovs {
+			pl.overrides[o.Key] = o
+		}
+	}
 	for i, dr := range doms {
 		x := &pl.allow
-		if dr.Mode == ModeDeny || dr.Mode == ModeAll {
+		switch dr.Mode {
+		case ModeDeny, ModeAll:
 			pl.broad = append(pl.broad, i)
 			x = &pl.refusals
+		case ModeAsk:
+			// Every device is offered; its blocks are attached as in
+			// mode allow.
+			pl.broad = append(pl.broad, i)
 		}
 		for j, m := range dr.Devices {
 			x.add(ruleRef{dom: i, block: j}, m)
@@ -132,6 +153,7 @@ func newPlanner(rules Rules, obs Observed) *planner {
 
 	// Who holds what, from the live XML of active domains.
 	state := make(map[string]DomainState, len(obs.Domains))
+	pl.state = state
 	for _, dm := range obs.Domains {
 		state[dm.Name] = dm.State
 		if !dm.State.Active() {
@@ -183,8 +205,17 @@ func newPlanner(rules Rules, obs Observed) *planner {
 // not take it (Kept); else it waits for a stopped domain, or nobody wants
 // it (a hub only broad rules match is refused).
 func (pl *planner) place(d Device) decision {
+	// The override is looked up in each branch: a variable whose address
+	// a decision keeps lives on the heap, and this runs for every device.
 	if ex, ok := pl.excluded(d); ok {
-		return decision{kind: Excluded, exclude: ex}
+		dec := decision{kind: Excluded, exclude: ex}
+		if ov, assigned := pl.overrides[d.Key()]; assigned {
+			dec.override = &ov
+		}
+		return dec
+	}
+	if ov, assigned := pl.overrides[d.Key()]; assigned {
+		return pl.assigned(d, ov)
 	}
 	pl.wanted(d)
 	pl.active, pl.idle, pl.undefined = pl.active[:0], pl.idle[:0], pl.undefined[:0]
@@ -207,7 +238,12 @@ func (pl *planner) place(d Device) decision {
 	switch {
 	case len(pl.active) > 0:
 		dec.kind, dec.chosen = Placed, pl.sticky(d.Key(), pl.active)
-		if dec.chosen != pl.active[0] {
+		switch {
+		case dec.chosen.ask && !pl.holdsOwned(d.Key(), pl.doms[dec.chosen.dom].Name):
+			// Asked for, not attached: a domain that has it already
+			// keeps it without asking again.
+			dec.kind = Offered
+		case dec.chosen != pl.active[0]:
 			dec.kind = Kept
 		}
 	case len(pl.idle) > 0 || len(pl.undefined) > 0:
@@ -221,6 +257,26 @@ func (pl *planner) place(d Device) decision {
 		dec.kind = HubRefused
 	default:
 		dec.kind = Unmatched
+	}
+	return dec
+}
+
+// assigned decides for a device that a runtime assignment names: it goes
+// where the assignment says, whatever the rules want, unless a hostdev
+// usbctl does not own holds it.
+func (pl *planner) assigned(d Device, ov Override) decision {
+	dec := decision{override: &ov}
+	if foreign := pl.foreignHolders(d); len(foreign) > 0 {
+		dec.kind, dec.foreign = HeldForeign, foreign
+		return dec
+	}
+	switch {
+	case ov.Domain == "":
+		dec.kind = HostAssigned
+	case pl.state[ov.Domain].Active():
+		dec.kind = Assigned
+	default:
+		dec.kind = AssignedNotRunning
 	}
 	return dec
 }
@@ -248,11 +304,12 @@ func (pl *planner) wanted(d Device) {
 	pl.wants = pl.wants[:0]
 	pl.refs = pl.allow.candidates(d, pl.refs[:0])
 	for _, r := range pl.refs {
-		ok, exact := Matches(pl.doms[r.dom].Devices[r.block], d)
+		m := pl.doms[r.dom].Devices[r.block]
+		ok, exact := Matches(m, d)
 		if !ok || (d.IsHub() && !exact) {
 			continue
 		}
-		pl.addBlockWant(r)
+		pl.addBlockWant(r, m.Ask)
 	}
 	if d.IsHub() || len(pl.broad) == 0 {
 		return
@@ -267,21 +324,28 @@ func (pl *planner) wanted(d Device) {
 		}
 	}
 	for _, i := range pl.broad {
-		if !slices.Contains(pl.refused, i) {
-			pl.wants = append(pl.wants, want{dom: i, via: viaMode})
+		if slices.Contains(pl.refused, i) {
+			continue
 		}
+		ask := pl.doms[i].Mode == ModeAsk
+		if ask && slices.ContainsFunc(pl.wants, func(w want) bool { return w.dom == i }) {
+			continue // one of its blocks names it: attached without asking
+		}
+		pl.wants = append(pl.wants, want{dom: i, via: viaMode, ask: ask})
 	}
 }
 
 // addBlockWant keeps one want per domain: its lowest-numbered matching block.
-func (pl *planner) addBlockWant(r ruleRef) {
+func (pl *planner) addBlockWant(r ruleRef, ask bool) {
 	for i := range pl.wants {
 		if pl.wants[i].dom == r.dom {
-			pl.wants[i].block = min(pl.wants[i].block, r.block)
+			if r.block < pl.wants[i].block {
+				pl.wants[i].block, pl.wants[i].ask = r.block, ask
+			}
 			return
 		}
 	}
-	pl.wants = append(pl.wants, want{dom: r.dom, via: viaBlock, block: r.block})
+	pl.wants = append(pl.wants, want{dom: r.dom, via: viaBlock, block: r.block, ask: ask})
 }
 
 // anyAllowMatch reports whether some allow-mode block matches d at all,
@@ -360,10 +424,13 @@ func (pl *planner) holdsOwned(k DeviceKey, domain string) bool {
 
 // target is the domain the device goes to, and its rule; "" for none.
 func (pl *planner) target(dec decision) (domain, rule string) {
-	if dec.kind != Placed && dec.kind != Kept {
-		return "", ""
+	switch dec.kind {
+	case Placed, Kept:
+		return pl.doms[dec.chosen.dom].Name, pl.names.rule(pl.doms, dec.chosen)
+	case Assigned:
+		return dec.override.Domain, dec.override.Source
 	}
-	return pl.doms[dec.chosen.dom].Name, pl.names.rule(pl.doms, dec.chosen)
+	return "", ""
 }
 
 // tied returns how many of the ranked candidates only the name order
@@ -392,11 +459,14 @@ func (pl *planner) conflict(d Device, dec decision) (Conflict, bool) {
 				others = append(others, n)
 			}
 		}
+		if o := dec.override; o != nil && o.Domain != "" && !slices.Contains(dec.foreign, o.Domain) {
+			others = append(others, o.Domain)
+		}
 		if len(others) == 0 {
 			return Conflict{}, false
 		}
 		return Conflict{Key: d.Key(), Domains: append(foreign, others...), Reason: heldForeignConflict(others, foreign)}, true
-	case Placed, Kept:
+	case Placed, Kept, Offered:
 		n := pl.tied(dec.active)
 		if n < 2 {
 			return Conflict{}, false

@@ -72,7 +72,7 @@ func benchWorld(devices, domains, rules int) (Rules, Observed) {
 	}
 	// Attach what the plan wants once, so the benchmark measures the
 	// steady state with many devices already placed (the common case).
-	r := Plan(rs, obs)
+	r := Plan(rs, obs, nil)
 	obs = apply(obs, r)
 	return rs, obs
 }
@@ -85,7 +85,7 @@ func BenchmarkPlan(b *testing.B) {
 		b.Run(fmt.Sprintf("devices=%d/domains=%d/rules=%d", sz.devices, sz.domains, sz.rules), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				Plan(rules, obs)
+				Plan(rules, obs, nil)
 			}
 		})
 	}

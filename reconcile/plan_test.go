@@ -119,6 +119,8 @@ func acts(r Result) []string {
 	return out
 }
 
+func placementOf(r Result, k DeviceKey) Placement { return placement(r, k) }
+
 func placement(r Result, k DeviceKey) Placement {
 	for _, p := range r.Placements {
 		if p.Device.Key() == k {
@@ -144,6 +146,7 @@ func TestPlanTable(t *testing.T) {
 		name      string
 		rules     Rules
 		obs       Observed
+		ovs       []Override
 		want      []string // actions
 		conflicts int
 		conflict  string               // substring of the first conflict's reason
@@ -394,10 +397,135 @@ func TestPlanTable(t *testing.T) {
 			obs:  Observed{Devices: []Device{yubiB, receiver, yubiA}, Domains: []Domain{run("b"), run("a", ours(2, 9), ours(1, 2))}},
 			want: []string{"detach a 001:002", "detach a 002:009", "attach b 001:002", "attach a 001:003", "attach a 001:004"},
 		},
+		// Runtime assignments (usbctl attach, detach, move).
+		{
+			name:   "assignment attaches a device no rule wants",
+			rules:  Rules{Domains: []DomainRules{dom("other", 0, ModeAllow, idm("y", "1050:0407"))}},
+			obs:    Observed{Devices: []Device{receiver}, Domains: []Domain{run("win")}},
+			ovs:    []Override{{Key: k(receiver), Domain: "win", Source: "usbctl attach by alice"}},
+			want:   []string{"attach win 001:002"},
+			reason: map[DeviceKey]string{k(receiver): "runtime assignment: usbctl attach by alice"},
+		},
+		{
+			name: "assignment outranks a higher-priority preempting rule and moves the device",
+			rules: Rules{Domains: []DomainRules{func() DomainRules {
+				x := dom("a", 10, ModeAllow, idm("rx", "046d:c52b"))
+				x.Preempt = true
+				return x
+			}()}},
+			obs:  Observed{Devices: []Device{receiver}, Domains: []Domain{run("a", ours(1, 2)), run("b")}},
+			ovs:  []Override{{Key: k(receiver), Domain: "b", Source: "usbctl move by alice"}},
+			want: []string{"detach a 001:002", "attach b 001:002"},
+		},
+		{
+			name:   "assignment to the host detaches a rule-placed device and keeps it there",
+			rules:  Rules{Domains: []DomainRules{dom("a", 0, ModeAllow, idm("rx", "046d:c52b"))}},
+			obs:    Observed{Devices: []Device{receiver}, Domains: []Domain{run("a", ours(1, 2))}},
+			ovs:    []Override{{Key: k(receiver), Source: "usbctl detach by alice, until 14:00:00"}},
+			want:   []string{"detach a 001:002"},
+			reason: map[DeviceKey]string{k(receiver): "kept on the host by a runtime assignment: usbctl detach by alice"},
+		},
+		{
+			name:   "an exclude outranks an assignment, which does not apply",
+			rules:  Rules{Excludes: []Match{idm("kbd", "046d:c52b")}},
+			obs:    Observed{Devices: []Device{receiver}, Domains: []Domain{run("win")}},
+			ovs:    []Override{{Key: k(receiver), Domain: "win", Source: "usbctl attach by alice"}},
+			reason: map[DeviceKey]string{k(receiver): `excluded by exclude "kbd"; the runtime assignment (usbctl attach by alice) does not apply`},
+		},
+		{
+			name:   "assignment to a domain that is not running: the device leaves its rule domain and waits",
+			rules:  Rules{Domains: []DomainRules{dom("a", 0, ModeAllow, idm("rx", "046d:c52b"))}},
+			obs:    Observed{Devices: []Device{receiver}, Domains: []Domain{run("a", ours(1, 2)), off("b")}},
+			ovs:    []Override{{Key: k(receiver), Domain: "b", Source: "usbctl attach by alice"}},
+			want:   []string{"detach a 001:002"},
+			reason: map[DeviceKey]string{k(receiver): `runtime assignment to "b", which is not running`},
+		},
+		{
+			name:      "assignment to a device a hostdev not ours holds: nothing done, conflict named",
+			obs:       Observed{Devices: []Device{receiver}, Domains: []Domain{run("win"), run("hand", Hostdev{Alias: "hostdev0", Bus: 1, Dev: 2})}},
+			ovs:       []Override{{Key: k(receiver), Domain: "win", Source: "usbctl attach by alice"}},
+			conflicts: 1,
+			conflict:  "wanted by win but held by a hostdev usbctl does not own in hand",
+		},
+		{
+			name:   "assignment of a device already where it says: nothing to do",
+			rules:  Rules{Domains: []DomainRules{dom("a", 5, ModeAllow, idm("rx", "046d:c52b"))}},
+			obs:    Observed{Devices: []Device{receiver}, Domains: []Domain{run("a"), run("b", ours(1, 2))}},
+			ovs:    []Override{{Key: k(receiver), Domain: "b", Source: "usbctl attach by alice"}},
+			reason: map[DeviceKey]string{k(receiver): "runtime assignment"},
+		},
+		{
+			name: "assignment names a hub by its key: attached like an exact rule",
+			obs:  Observed{Devices: []Device{deskHub}, Domains: []Domain{run("win")}},
+			ovs:  []Override{{Key: k(deskHub), Domain: "win", Source: "usbctl attach by alice"}},
+			want: []string{"attach win 001:005"},
+		},
+		{
+			name: "assignments of absent devices are ignored",
+			obs:  Observed{Devices: []Device{receiver}, Domains: []Domain{run("win")}},
+			ovs:  []Override{{Key: DeviceKey{Bus: 9, Dev: 9}, Domain: "win", Source: "usbctl attach by alice"}},
+		},
+		// Ask me: offered, not attached.
+		{
+			name:   "mode ask offers a device and attaches nothing",
+			rules:  Rules{Domains: []DomainRules{dom("a", 0, ModeAsk)}},
+			obs:    Observed{Devices: []Device{receiver}, Domains: []Domain{run("a")}},
+			reason: map[DeviceKey]string{k(receiver): `offered to "a" (domain "a" mode ask); waits on the host`},
+		},
+		{
+			name:   "mode ask attaches its listed devices without asking",
+			rules:  Rules{Domains: []DomainRules{dom("a", 0, ModeAsk, idm("rx", "046d:c52b"))}},
+			obs:    Observed{Devices: []Device{receiver, yubiA}, Domains: []Domain{run("a")}},
+			want:   []string{"attach a 001:002"},
+			reason: map[DeviceKey]string{k(yubiA): `offered to "a"`},
+		},
+		{
+			name: "an ask device block offers what it matches",
+			rules: Rules{Domains: []DomainRules{dom("a", 0, ModeAllow, func() Match {
+				m := idm("sticks", "1050:*")
+				m.Ask = true
+				return m
+			}(), idm("rx", "046d:c52b"))}},
+			obs:    Observed{Devices: []Device{receiver, yubiA}, Domains: []Domain{run("a")}},
+			want:   []string{"attach a 001:002"},
+			reason: map[DeviceKey]string{k(yubiA): `offered to "a" (domain "a" device "sticks")`},
+		},
+		{
+			name:   "a device already in the ask domain stays without a question",
+			rules:  Rules{Domains: []DomainRules{dom("a", 0, ModeAsk)}},
+			obs:    Observed{Devices: []Device{receiver}, Domains: []Domain{run("a", ours(1, 2))}},
+			reason: map[DeviceKey]string{k(receiver): `matched domain "a" mode ask`},
+		},
+		{
+			name:   "mode ask never offers a hub",
+			rules:  Rules{Domains: []DomainRules{dom("a", 0, ModeAsk)}},
+			obs:    Observed{Devices: []Device{deskHub}, Domains: []Domain{run("a")}},
+			reason: map[DeviceKey]string{k(deskHub): "hub"},
+		},
+		{
+			name:  "a higher-priority allow rule beats an ask domain: attached, not offered",
+			rules: Rules{Domains: []DomainRules{dom("a", 0, ModeAsk), dom("b", 1, ModeAllow, idm("rx", "046d:c52b"))}},
+			obs:   Observed{Devices: []Device{receiver}, Domains: []Domain{run("a"), run("b")}},
+			want:  []string{"attach b 001:002"},
+		},
+		{
+			name:   "an ask domain that is not running offers nothing",
+			rules:  Rules{Domains: []DomainRules{dom("a", 0, ModeAsk)}},
+			obs:    Observed{Devices: []Device{receiver}, Domains: []Domain{off("a")}},
+			reason: map[DeviceKey]string{k(receiver): "wanted by a, which is not running"},
+		},
+		{
+			name:   "an answer is an assignment: it outranks the offer",
+			rules:  Rules{Domains: []DomainRules{dom("a", 0, ModeAsk)}},
+			obs:    Observed{Devices: []Device{receiver, yubiA}, Domains: []Domain{run("a")}},
+			ovs:    []Override{{Key: k(receiver), Domain: "a", Source: "usbctl attach by alice"}, {Key: k(yubiA), Source: "offer unanswered"}},
+			want:   []string{"attach a 001:002"},
+			reason: map[DeviceKey]string{k(yubiA): "kept on the host by a runtime assignment: offer unanswered"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := Plan(tc.rules, tc.obs)
+			r := Plan(tc.rules, tc.obs, tc.ovs)
 			checkGolden(t, tc.name, r)
 			if got := acts(r); !slices.Equal(got, tc.want) {
 				t.Errorf("actions:\n got  %q\n want %q", got, tc.want)
@@ -428,7 +556,7 @@ func TestPlanTable(t *testing.T) {
 func TestPlanActionCarriesDeviceAndRule(t *testing.T) {
 	rules := Rules{Domains: []DomainRules{{Name: "win", Source: "u.hcl:1", Mode: ModeAllow,
 		Devices: []Match{{Label: "rx", Source: "u.hcl:2", IDs: []IDPattern{{Vendor: "046d", Product: "c52b"}}}}}}}
-	r := Plan(rules, Observed{Devices: []Device{receiver}, Domains: []Domain{run("win")}})
+	r := Plan(rules, Observed{Devices: []Device{receiver}, Domains: []Domain{run("win")}}, nil)
 	if len(r.Actions) != 1 {
 		t.Fatalf("actions = %+v", r.Actions)
 	}
@@ -463,7 +591,7 @@ func apply(obs Observed, r Result) Observed {
 }
 
 // randomWorld builds a small random world where collisions are likely.
-func randomWorld(rng *rand.Rand) (Rules, Observed) {
+func randomWorld(rng *rand.Rand) (Rules, Observed, []Override) {
 	ids := []string{"046d:c52b", "1050:0407", "05e3:0610", "0b05:1872", "0483:df11"}
 	ports := []string{"1-1", "1-2", "1-4", "1-4.1", "1-4.2", "1-4.2.3", "2-1"}
 	var obs Observed
@@ -488,7 +616,7 @@ func randomWorld(rng *rand.Rand) (Rules, Observed) {
 	names := []string{"a", "b", "c", "d"}
 	var rules Rules
 	for _, n := range names[:1+rng.IntN(len(names))] {
-		dr := DomainRules{Name: n, Priority: rng.IntN(3), Preempt: rng.IntN(2) == 0, Mode: []Mode{ModeAllow, ModeAllow, ModeDeny, ModeAll}[rng.IntN(4)]}
+		dr := DomainRules{Name: n, Priority: rng.IntN(3), Preempt: rng.IntN(2) == 0, Mode: []Mode{ModeAllow, ModeAllow, ModeDeny, ModeAll, ModeAsk}[rng.IntN(5)]}
 		if dr.Mode != ModeAll {
 			for j := range rng.IntN(3) {
 				var m Match
@@ -505,6 +633,7 @@ func randomWorld(rng *rand.Rand) (Rules, Observed) {
 					m = classm("", []string{"03", "09", "00"}[rng.IntN(3)])
 				}
 				m.Label = fmt.Sprint("m", j)
+				m.Ask = dr.Mode == ModeAllow && rng.IntN(4) == 0
 				dr.Devices = append(dr.Devices, m)
 			}
 		}
@@ -536,11 +665,21 @@ func randomWorld(rng *rand.Rand) (Rules, Observed) {
 	if rng.IntN(3) == 0 {
 		rules.Excludes = append(rules.Excludes, idm("ex", ids[rng.IntN(len(ids))]))
 	}
-	return rules, obs
+	// Runtime assignments: some present devices (one per key), to a
+	// domain with rules, one without (or unknown), or the host.
+	var ovs []Override
+	for _, x := range obs.Devices {
+		if rng.IntN(3) != 0 {
+			continue
+		}
+		to := []string{"", "a", "b", "zz"}[rng.IntN(4)]
+		ovs = append(ovs, Override{Key: x.Key(), Domain: to, Source: "usbctl attach by test"})
+	}
+	return rules, obs, ovs
 }
 
 // checkInvariants asserts what must hold for any plan.
-func checkInvariants(t *testing.T, rules Rules, obs Observed, r Result) {
+func checkInvariants(t *testing.T, rules Rules, obs Observed, ovs []Override, r Result) {
 	t.Helper()
 	foreignBefore := map[string][]Hostdev{}
 	for _, dm := range obs.Domains {
@@ -602,7 +741,7 @@ func checkInvariants(t *testing.T, rules Rules, obs Observed, r Result) {
 		}
 		exact := false
 		for _, dr := range rules.Domains {
-			if dr.Name != a.Domain || dr.Mode != ModeAllow {
+			if dr.Name != a.Domain || dr.Mode != ModeAllow && dr.Mode != ModeAsk {
 				continue
 			}
 			for _, m := range dr.Devices {
@@ -611,12 +750,52 @@ func checkInvariants(t *testing.T, rules Rules, obs Observed, r Result) {
 				}
 			}
 		}
+		if slices.ContainsFunc(ovs, func(o Override) bool { return o.Key == a.Key && o.Domain == a.Domain }) {
+			exact = true // a person named this very device
+		}
 		if !exact {
 			t.Fatalf("hub %s attached to %s without an exact rule: %+v", a.Key, a.Domain, a)
 		}
 	}
+	// Runtime assignments outrank every rule, exclude aside: the device
+	// ends where the assignment says, unless a hostdev not ours holds it;
+	// an offered device is on the host.
+	state := map[string]DomainState{}
+	for _, dm := range obs.Domains {
+		state[dm.Name] = dm.State
+	}
+	for _, o := range ovs {
+		x := byKey[o.Key]
+		p := placementOf(r, o.Key)
+		excluded := false
+		for _, ex := range rules.Excludes {
+			if m, _ := Matches(ex, x); m {
+				excluded = true
+			}
+		}
+		switch {
+		case excluded:
+			if p.Kind != Excluded || !strings.Contains(p.Reason, o.Source) {
+				t.Fatalf("assigned and excluded %s: %+v", o.Key, p)
+			}
+		case p.Kind == HeldForeign:
+		case o.Domain == "" || !state[o.Domain].Active():
+			if len(holders[o.Key]) != 0 {
+				t.Fatalf("%s assigned to %q is on %v", o.Key, o.Domain, holders[o.Key])
+			}
+		default:
+			if !slices.Equal(holders[o.Key], []string{o.Domain}) {
+				t.Fatalf("%s assigned to %q is on %v after %v", o.Key, o.Domain, holders[o.Key], acts(r))
+			}
+		}
+	}
+	for _, p := range r.Placements {
+		if p.Kind == Offered && (len(holders[p.Device.Key()]) != 0 || p.OfferedTo == "") {
+			t.Fatalf("offered %s is on %v: %+v", p.Device.Key(), holders[p.Device.Key()], p)
+		}
+	}
 	// Idempotence: after applying, nothing is left to do.
-	if again := Plan(rules, after); len(again.Actions) != 0 {
+	if again := Plan(rules, after, ovs); len(again.Actions) != 0 {
 		t.Fatalf("plan not idempotent: after %v it wants %v", acts(r), acts(again))
 	}
 }
@@ -625,22 +804,22 @@ func TestPlanProperties(t *testing.T) {
 	const seed = 20261124
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for i := range 20000 {
-		rules, obs := randomWorld(rng)
-		r := Plan(rules, obs)
+		rules, obs, ovs := randomWorld(rng)
+		r := Plan(rules, obs, ovs)
 		t.Run("", func(t *testing.T) {
 			defer func() {
 				if t.Failed() {
 					t.Logf("seed %d iteration %d\nrules %+v\nobs %+v", seed, i, rules, obs)
 				}
 			}()
-			checkInvariants(t, rules, obs, r)
+			checkInvariants(t, rules, obs, ovs, r)
 			// Input order must not matter.
 			shuffled := obs
 			shuffled.Devices = slices.Clone(obs.Devices)
 			shuffled.Domains = slices.Clone(obs.Domains)
 			rng.Shuffle(len(shuffled.Devices), func(i, j int) { shuffled.Devices[i], shuffled.Devices[j] = shuffled.Devices[j], shuffled.Devices[i] })
 			rng.Shuffle(len(shuffled.Domains), func(i, j int) { shuffled.Domains[i], shuffled.Domains[j] = shuffled.Domains[j], shuffled.Domains[i] })
-			if r2 := Plan(rules, shuffled); !reflect.DeepEqual(r, r2) {
+			if r2 := Plan(rules, shuffled, ovs); !reflect.DeepEqual(r, r2) {
 				t.Fatalf("plan depends on input order:\n%v\n%v", acts(r), acts(r2))
 			}
 		})

@@ -153,6 +153,10 @@ const (
 	ModeDeny Mode = "deny"
 	// ModeAll: every device (the old "matchall").
 	ModeAll Mode = "all"
+	// ModeAsk: every device, offered rather than attached: it waits on
+	// the host until someone answers (usbctl attach or detach, or the
+	// desktop agent). Listed devices are attached without asking.
+	ModeAsk Mode = "ask"
 )
 
 // IDPattern matches vendor:product; an empty field matches any value.
@@ -205,6 +209,9 @@ type Match struct {
 	Serial  string       `json:"serial,omitempty"`
 	Port    *PortPattern `json:"port,omitempty"`
 	Classes []string     `json:"classes,omitempty"` // two lower-case hex digits each
+	// Ask, on a device block, offers what it matches rather than
+	// attaching it, as mode "ask" does for a whole domain.
+	Ask bool `json:"ask,omitempty"`
 }
 
 // DomainRules is one domain block of the config.
@@ -224,6 +231,19 @@ type DomainRules struct {
 type Rules struct {
 	Domains  []DomainRules `json:"domains"`
 	Excludes []Match       `json:"excludes,omitempty"`
+}
+
+// Override is a runtime assignment (usbctl attach, detach, move, an
+// answered offer): the device with Key goes to Domain, or stays on the
+// host when Domain is "", whatever the rules say; only an exclude outranks
+// it. The controller keeps them, ends them when their time is up, and
+// gives Plan those whose device is present.
+type Override struct {
+	Key    DeviceKey `json:"key"`
+	Domain string    `json:"domain,omitempty"`
+	// Source says who set it and until when, for explanations: "usbctl
+	// attach by alice at 2026-11-26 12:00:00, until unplugged".
+	Source string `json:"source"`
 }
 
 // ActionKind is what the controller must do.
@@ -292,6 +312,18 @@ const (
 	HubRefused PlacementKind = "hub-refused"
 	// Unmatched: no rule wants the device.
 	Unmatched PlacementKind = "unmatched"
+	// Assigned: a runtime assignment (usbctl attach or move) puts the
+	// device in Domain, which is running, whatever the rules say.
+	Assigned PlacementKind = "assigned"
+	// AssignedNotRunning: a runtime assignment names a domain that is
+	// not running; the device waits on the host for it.
+	AssignedNotRunning PlacementKind = "assigned-not-running"
+	// HostAssigned: a runtime assignment (usbctl detach, an offer
+	// answered "no" or not at all) keeps the device on the host.
+	HostAssigned PlacementKind = "host-assigned"
+	// Offered: a domain in mode "ask" (or an ask device block) would get
+	// the device; it waits on the host for an answer (OfferedTo).
+	Offered PlacementKind = "offered"
 )
 
 // Placement explains one present device: where it should be and which rule
@@ -306,7 +338,9 @@ type Placement struct {
 	// hostdev that is not ours.
 	AttachedTo string `json:"attached_to,omitempty"`
 	HeldBy     string `json:"held_by,omitempty"`
-	Rule       string `json:"rule,omitempty"`
+	// OfferedTo is the domain the device is offered to (Offered).
+	OfferedTo string `json:"offered_to,omitempty"`
+	Rule      string `json:"rule,omitempty"`
 	// Reason in words: "matched domain "win11" device "receiver" (f:3)",
 	// "no rule matches", "excluded by exclude "kbd" (f:20)", "hub: passed only
 	// by an exact vendor:product or serial rule", "wanted by vm1, which is not
@@ -338,6 +372,8 @@ type Snapshot struct {
 	// why (libvirtd not running, udev not readable). Such a part is empty
 	// in the snapshot and means "unknown", not "none".
 	Unobserved []Unobserved `json:"unobserved,omitempty"`
+	// Overrides are the runtime assignments in force when it was taken.
+	Overrides []Override `json:"overrides,omitempty"`
 }
 
 // Parts of a snapshot that can go unobserved.

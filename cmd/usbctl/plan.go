@@ -50,7 +50,7 @@ on this host as it sees it now.`,
 			if err != nil {
 				return err
 			}
-			res := reconcile.Plan(cfg.Rules, snap.Observed)
+			res := reconcile.Plan(cfg.Rules, snap.Observed, snap.Overrides)
 			return printPlan(cmd.OutOrStdout(), res, asJSON)
 		},
 	}

@@ -73,7 +73,7 @@ type fakeDaemon struct{ st controller.Status }
 
 func (f fakeDaemon) Status() controller.Status { return f.st }
 func (f fakeDaemon) Plan(ctx context.Context) (reconcile.Result, error) {
-	return reconcile.Plan(reconcile.Rules{}, reconcile.Observed{}), nil
+	return reconcile.Plan(reconcile.Rules{}, reconcile.Observed{}, nil), nil
 }
 func (f fakeDaemon) Reload(ctx context.Context) (api.ReloadResult, error) {
 	return api.ReloadResult{Applied: false, Diagnostics: []string{"a.hcl:1,1-2: Unsupported block type"}}, nil
