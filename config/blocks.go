@@ -106,11 +106,11 @@ func (dc *decoder) domain(b *hclsyntax.Block) {
 			dc.add(d...)
 		} else {
 			switch m := reconcile.Mode(mode); m {
-			case reconcile.ModeAllow, reconcile.ModeDeny, reconcile.ModeAll:
+			case reconcile.ModeAllow, reconcile.ModeDeny, reconcile.ModeAll, reconcile.ModeAsk:
 				dr.Mode = m
 			default:
 				dc.add(errAt(a.Expr.Range(), "Invalid mode",
-					fmt.Sprintf("%q is not a mode. Use \"allow\" (only the listed devices; the old whitelist), \"deny\" (every device except the listed ones; blacklist) or \"all\" (every device; matchall).", mode)))
+					fmt.Sprintf("%q is not a mode. Use \"allow\" (only the listed devices; the old whitelist), \"deny\" (every device except the listed ones; blacklist), \"all\" (every device; matchall) or \"ask\" (every device, offered for an answer instead of attached).", mode)))
 			}
 		}
 	}
@@ -128,6 +128,17 @@ func (dc *decoder) domain(b *hclsyntax.Block) {
 		}
 		m, diags := match(db, "device")
 		dc.add(diags...)
+		if m.Ask {
+			switch dr.Mode {
+			case reconcile.ModeDeny:
+				dc.add(errAt(db.DefRange(), "Ask in mode \"deny\"",
+					fmt.Sprintf("In mode \"deny\" the device blocks of %q list what it refuses, so there is nothing to ask. Remove ask, or use mode = \"allow\".", name)))
+				continue
+			case reconcile.ModeAsk:
+				dc.add(warnAt(db.DefRange(), "Ask in mode \"ask\"",
+					fmt.Sprintf("The domain %q asks for every device it has no block for; a block in mode \"ask\" attaches without asking, and ask = true makes it ask again, which changes nothing. Remove ask, or the block.", name)))
+			}
+		}
 		if dr.Mode == reconcile.ModeAll {
 			dc.add(errAt(db.DefRange(), "Device block in mode \"all\"",
 				fmt.Sprintf("The domain %q takes every device (mode = \"all\"), so this block changes nothing. Remove it, or use mode = \"allow\" to take only the listed devices or \"deny\" to take all but them.", name)))
@@ -253,6 +264,9 @@ func match(b *hclsyntax.Block, kind string) (reconcile.Match, hcl.Diagnostics) {
 		}
 	}
 
+	if a, ok := attrs["ask"]; ok {
+		diags = append(diags, decodeExpr(a.Expr, &m.Ask)...)
+	}
 	if s, r, ok := str("serial"); ok {
 		if s == "" {
 			diags = append(diags, errAt(r, "Empty serial", "serial = \"\" would match nothing; usbctl devices shows each device's serial, or remove the attribute."))
@@ -275,7 +289,13 @@ func match(b *hclsyntax.Block, kind string) (reconcile.Match, hcl.Diagnostics) {
 
 	// Criteria given but wrong have their own errors above; a block that
 	// gives none is a mistake of its own.
-	if len(attrs) == 0 {
+	given := 0
+	for name := range attrs {
+		if contains(criteria, name) {
+			given++
+		}
+	}
+	if given == 0 {
 		if kind == "exclude" {
 			diags = append(diags, errAt(b.DefRange(), "Exclude excludes nothing",
 				"Give it at least one of vendor/product, ids, serial, port or class, or remove it."))

@@ -231,3 +231,27 @@ func TestDescribeFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestAsk(t *testing.T) {
+	cfg, diags := Parse(Source{Name: "a.hcl", Data: []byte(`
+domain "desk" {
+  mode = "ask"
+  device "kbd" { ids = ["04d9:0006"] }
+}
+domain "vm" {
+  device "sticks" {
+    class = "mass-storage"
+    ask   = true
+  }
+}
+`)})
+	if diags.HasErrors() || len(diags.Diagnostics) != 0 {
+		t.Fatal(diags.Strings())
+	}
+	if d := cfg.Rules.Domains[0]; d.Mode != reconcile.ModeAsk || len(d.Devices) != 1 || d.Devices[0].Ask {
+		t.Fatalf("desk: %+v", d)
+	}
+	if m := cfg.Rules.Domains[1].Devices[0]; !m.Ask || len(m.Classes) != 1 {
+		t.Fatalf("vm sticks: %+v", m)
+	}
+}

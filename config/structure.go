@@ -38,7 +38,7 @@ var (
 		"libvirt": {name: "libvirt", what: "the libvirt block", attrs: []string{"uri"}, required: []string{"uri"}},
 		"domain": {name: "domain", what: "a domain block", attrs: []string{"priority", "mode", "preempt"}, blocks: []string{"device"},
 			minLabels: 1, maxLabels: 1, label: "the domain's name, as virsh list --all shows it"},
-		"device": {name: "device", what: "a device block", attrs: criteria,
+		"device": {name: "device", what: "a device block", attrs: append(criteria[:len(criteria):len(criteria)], "ask"),
 			minLabels: 1, maxLabels: 1, label: "a name of your choice, which status and plan show"},
 		"exclude": {name: "exclude", what: "an exclude block", attrs: criteria,
 			maxLabels: 1, label: "a name of your choice, which status and plan show"},
@@ -50,7 +50,7 @@ var (
 	argExample = map[string]string{
 		"uri": `uri = "qemu:///system"`, "priority": `priority = 10`, "mode": `mode = "allow"`, "preempt": `preempt = true`,
 		"vendor": `vendor = "046d"`, "product": `product = "c52b"`, "ids": `ids = ["046d:c52b"]`,
-		"serial": `serial = "12345678"`, "port": `port = "1-4.2"`, "class": `class = "hid"`,
+		"serial": `serial = "12345678"`, "port": `port = "1-4.2"`, "class": `class = "hid"`, "ask": `ask = true`,
 	}
 	blockExample = map[string]string{
 		"libvirt": `libvirt { uri = "qemu:///system" }`, "domain": `domain "win11" { ... }`,
@@ -65,6 +65,8 @@ func home(arg string) string {
 		return "the libvirt block: " + blockExample["libvirt"]
 	case arg == "priority" || arg == "mode" || arg == "preempt":
 		return "a domain block, where it applies to the whole domain: " + argExample[arg]
+	case arg == "ask":
+		return "a device block, whose devices are then offered rather than attached: " + argExample["ask"]
 	case contains(criteria, arg):
 		return "a device block (what a domain gets) or an exclude block (what no domain gets): " + blockExample["device"]
 	}
