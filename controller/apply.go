@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/usbctl/usbctl/events"
 	"github.com/usbctl/usbctl/failure"
 	"github.com/usbctl/usbctl/reconcile"
 )
@@ -40,9 +41,15 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 			fs.succeeded(id)
 			c.log.Info(string(a.Kind), "domain", a.Domain, "alias", a.Alias, "device", a.Key.String(), "reason", a.Reason)
 			c.done(a)
+			typ := events.Attached
+			if a.Kind == reconcile.Detach {
+				typ = events.Detached
+			}
+			c.emit(events.Event{Type: typ, Key: keyPtr(a.Key), Device: a.Device, Domain: a.Domain, Reason: a.Reason})
 			continue
 		}
 		f := fs.failedNow(id, err, now)
+		c.emit(events.Event{Type: events.Failed, Key: keyPtr(a.Key), Device: a.Device, Domain: a.Domain, Action: a.Kind, Reason: a.Reason, Error: err.Error(), Until: f.next})
 		c.opt.Observer.ActionDone(a.Kind, err, f.class)
 		if f.class == failure.DomainGone {
 			c.inbox.update(func(in *inputs) { in.staleDomains[a.Domain] = true })

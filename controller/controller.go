@@ -17,10 +17,13 @@ package controller
 import (
 	"context"
 	"log/slog"
+	"os"
 	"time"
 
+	"github.com/usbctl/usbctl/events"
 	"github.com/usbctl/usbctl/failure"
 	"github.com/usbctl/usbctl/internal/backoff"
+	"github.com/usbctl/usbctl/override"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -67,6 +70,17 @@ type Options struct {
 	Now func() time.Time
 	// Observer is told of every sync and action (metrics); nil for none.
 	Observer Observer
+	// StateFile keeps the runtime assignments across restarts ("" keeps
+	// them in memory only).
+	StateFile string
+	// AskTimeout is how long an offer waits for an answer before its
+	// device stays on the host (default 2 minutes).
+	AskTimeout time.Duration
+	// Self is who usbctld is, for the assignments it sets itself (an
+	// offer nobody answered).
+	Self override.Setter
+	// Events receives what happens; nil for a hub nobody reads.
+	Events *events.Hub
 }
 
 // Observer is told what the loop does, as it does it. Calls come from the
@@ -91,10 +105,11 @@ type Controller struct {
 	kick  chan struct{}
 	ready chan struct{}
 
-	inbox  *inbox
-	config configSlot
-	pub    published
-	loop   loopState
+	inbox    *inbox
+	config   configSlot
+	pub      published
+	loop     loopState
+	requests chan request
 }
 
 // loopState belongs to the Run goroutine: only Run and what it calls read
@@ -112,6 +127,7 @@ type loopState struct {
 	readyClosed bool
 	syncs       uint64
 	started     time.Time
+	rt          runtimeState
 }
 
 // New returns a controller that starts with rules and config status cs.
@@ -137,7 +153,16 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 	if opt.Observer == nil {
 		opt.Observer = noObserver{}
 	}
-	return &Controller{
+	if opt.AskTimeout <= 0 {
+		opt.AskTimeout = 2 * time.Minute
+	}
+	if opt.Events == nil {
+		opt.Events = events.NewHub(opt.Now)
+	}
+	if opt.Self.Via == "" {
+		opt.Self = override.Setter{UID: uint32(os.Getuid()), User: "usbctld", Via: "offer unanswered"}
+	}
+	c := &Controller{
 		opt:    opt,
 		log:    opt.Log,
 		kick:   make(chan struct{}, 1),
@@ -150,9 +175,16 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 			failures:  newFailures(backoff.Policy{Min: opt.BackoffMin, Max: opt.BackoffMax, Jitter: 0.1}),
 			hostdevs:  hostdevBook{},
 			detaching: detachBook{},
+			rt:        runtimeState{stateFile: opt.StateFile},
 		},
+		requests: make(chan request),
 	}
+	c.loadState()
+	return c
 }
+
+// Events is the event stream: subscribe to follow what happens.
+func (c *Controller) Events() *events.Hub { return c.opt.Events }
 
 // Ready is closed after the first sync that observed both udev and libvirt
 // (systemd readiness).
@@ -169,7 +201,7 @@ func (c *Controller) PlanNow() reconcile.Result {
 	if r := c.config.peek(); r != nil {
 		rules = *r
 	}
-	return reconcile.Plan(rules, obs, nil)
+	return reconcile.Plan(rules, obs, c.pub.overrides())
 }
 
 // Run is the loop. It returns when ctx is done.
@@ -181,10 +213,14 @@ func (c *Controller) Run(ctx context.Context) error {
 	retry.Stop()
 	defer retry.Stop()
 	c.Kick()
+	var answered []chan struct{}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case r := <-c.requests:
+			r.fn()
+			answered = append(answered, r.done)
 		case <-c.kick:
 		case <-resync.C:
 			c.inbox.update(func(in *inputs) {
@@ -202,6 +238,10 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-retry.C:
 		}
 		next := c.sync(ctx)
+		for _, d := range answered {
+			close(d)
+		}
+		answered = answered[:0]
 		retry.Stop()
 		if !next.IsZero() {
 			retry.Reset(max(next.Sub(c.opt.Now()), time.Millisecond))
@@ -218,16 +258,26 @@ func (c *Controller) sync(ctx context.Context) time.Time {
 		c.loop.rules = *rules
 	}
 	obs := c.observe(ctx)
-	res := reconcile.Plan(c.loop.rules, obs, nil)
+	c.noteWorld(obs, rules != nil, cfg)
+	now := c.opt.Now()
+	ovs := c.endOverrides(obs, now)
+	res := reconcile.Plan(c.loop.rules, obs, ovs)
+	c.trackOffers(res, now)
 	c.apply(ctx, res)
 	// Our own attaches and detaches changed the world we planned on:
 	// status and PlanNow must show the world after them.
 	obs.Domains = c.loop.domains.list()
 	c.loop.syncs++
-	next := c.publish(start, obs, res, cfg)
+	next := c.publish(start, obs, res, cfg, ovs)
+	c.flushEvents()
 	if w := c.loop.wakeAt; !w.IsZero() && (next.IsZero() || w.Before(next)) {
 		next = w
 	}
 	c.opt.Observer.SyncDone(c.opt.Now().Sub(start))
+	for _, t := range []time.Time{override.Next(c.loop.rt.overrides), override.NextExpiry(c.loop.rt.offers)} {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
 	return next
 }

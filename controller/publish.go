@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -16,12 +17,20 @@ type published struct {
 	status   Status
 	observed reconcile.Observed
 	rules    reconcile.Rules
+	assigned []reconcile.Override
 }
 
-func (p *published) set(st Status, obs reconcile.Observed, rules reconcile.Rules) {
+func (p *published) set(st Status, obs reconcile.Observed, rules reconcile.Rules, ovs []reconcile.Override) {
 	p.mu.Lock()
-	p.status, p.observed, p.rules = st, obs, rules
+	p.status, p.observed, p.rules, p.assigned = st, obs, rules, ovs
 	p.mu.Unlock()
+}
+
+// overrides returns the runtime assignments the last sync planned with.
+func (p *published) overrides() []reconcile.Override {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.assigned
 }
 
 func (p *published) get() Status {
@@ -38,7 +47,7 @@ func (p *published) world() (reconcile.Observed, reconcile.Rules) {
 }
 
 // publish builds the status snapshot and returns the earliest retry time.
-func (c *Controller) publish(start time.Time, obs reconcile.Observed, res reconcile.Result, cfg ConfigStatus) time.Time {
+func (c *Controller) publish(start time.Time, obs reconcile.Observed, res reconcile.Result, cfg ConfigStatus, ovs []reconcile.Override) time.Time {
 	now := c.opt.Now()
 	connected, hvErr := c.inbox.hypervisor()
 	l := &c.loop
@@ -51,11 +60,14 @@ func (c *Controller) publish(start time.Time, obs reconcile.Observed, res reconc
 		Config:           cfg,
 		Hypervisor:       HypervisorStatus{URI: c.opt.URI, Connected: connected, LastError: hvErr},
 		Conflicts:        res.Conflicts,
+		Overrides:        slices.Clone(l.rt.overrides),
+		Offers:           slices.Clone(l.rt.offers),
+		StateError:       l.rt.saveErr,
 	}
 	rulesFor := make(map[reconcile.DeviceKey]string, len(res.Placements))
 	for _, p := range res.Placements {
 		switch p.Kind {
-		case reconcile.Placed, reconcile.Kept:
+		case reconcile.Placed, reconcile.Kept, reconcile.Assigned:
 			rulesFor[p.Device.Key()] = p.Rule
 		case reconcile.HeldForeign:
 			// Shown with the domain that holds it, and as a conflict
@@ -77,7 +89,7 @@ func (c *Controller) publish(start time.Time, obs reconcile.Observed, res reconc
 			next = f.next
 		}
 	}
-	c.pub.set(st, obs, l.rules)
+	c.pub.set(st, obs, l.rules, ovs)
 	if st.Ready && !l.readyClosed {
 		l.readyClosed = true
 		close(c.ready)

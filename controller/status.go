@@ -40,6 +40,9 @@ type Status struct {
 	Overrides []override.Override `json:"overrides,omitempty"`
 	// Offers are devices held on the host for an answer (mode "ask").
 	Offers []override.Offer `json:"offers,omitempty"`
+	// StateError is the last failure to read or write the state file of
+	// runtime assignments; empty when all is well.
+	StateError string `json:"state_error,omitempty"`
 }
 
 // ConfigStatus describes the rules in force and the last rejected reload.

@@ -37,6 +37,10 @@ const (
 	OfferEnded     Type = "offer-ended"
 	ConfigReloaded Type = "config-reloaded"
 	ConfigRejected Type = "config-rejected"
+	// DomainStarted and DomainStopped: a domain became active (running,
+	// paused, ...) or stopped (or was undefined).
+	DomainStarted Type = "domain-started"
+	DomainStopped Type = "domain-stopped"
 )
 
 // Event is one line of the stream. Strings from the hardware (in Device)

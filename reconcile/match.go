@@ -57,3 +57,14 @@ func classMatches(classes []string, d Device) bool {
 	}
 	return false
 }
+
+// ExcludedBy returns the first exclude block of rules that matches d, as
+// Plan would pick it.
+func ExcludedBy(rules Rules, d Device) (Match, bool) {
+	for _, m := range rules.Excludes {
+		if ok, _ := Matches(m, d); ok {
+			return m, true
+		}
+	}
+	return Match{}, false
+}
