@@ -183,6 +183,12 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 	return c
 }
 
+// RulesInForce returns the rules the last sync planned with.
+func (c *Controller) RulesInForce() reconcile.Rules {
+	_, rules := c.pub.world()
+	return rules
+}
+
 // Events is the event stream: subscribe to follow what happens.
 func (c *Controller) Events() *events.Hub { return c.opt.Events }
 

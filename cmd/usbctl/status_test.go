@@ -69,7 +69,12 @@ func TestPrintStatusGolden(t *testing.T) {
 }
 
 // fakeDaemon serves a status on a real unix socket, as usbctld does.
-type fakeDaemon struct{ st controller.Status }
+// fakeDaemon answers status, plan and reload; the runtime routes are not
+// used by these tests (their methods would panic).
+type fakeDaemon struct {
+	st controller.Status
+	api.RuntimeBackend
+}
 
 func (f fakeDaemon) Status() controller.Status { return f.st }
 func (f fakeDaemon) Plan(ctx context.Context) (reconcile.Result, error) {
@@ -87,7 +92,7 @@ func TestStatusOverSocket(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- api.NewServer(fakeDaemon{sampleStatus(time.Now())}, nil).Serve(ctx, ln) }()
+	go func() { done <- api.NewServer(fakeDaemon{st: sampleStatus(time.Now())}, nil).Serve(ctx, ln) }()
 	defer func() { cancel(); <-done }()
 
 	out, code := run(t, "--socket", sock, "status")

@@ -43,12 +43,6 @@ type confFiles struct {
 	mu    sync.Mutex // one write at a time
 }
 
-// ErrConflict is a write based on content that has changed since.
-var errConflict = errors.New("conflict")
-
-// errBadRequest is a write usbctld refuses whatever the config says.
-var errBadRequest = errors.New("bad request")
-
 // confDir finds the conf.d directory among the config paths: the last
 // directory (usbctld's default is /etc/usbctl/conf.d).
 func confDir(paths []string) string {
@@ -95,7 +89,7 @@ func sourceFile(src string) string {
 func (c *confFiles) needDir() error {
 	if c.dir == "" {
 		return fmt.Errorf("usbctld reads no conf.d directory (its --config paths are %s), and it writes rules only there: create %s and restart usbctld, or add the block by hand: %w",
-			strings.Join(c.paths, ", "), config.DefaultDir, errBadRequest)
+			strings.Join(c.paths, ", "), config.DefaultDir, api.ErrBadRequest)
 	}
 	return nil
 }
@@ -114,7 +108,7 @@ func (c *confFiles) fileFor(domain string, rules reconcile.Rules) (api.ConfigFil
 		f := filepath.Clean(sourceFile(dr.Source))
 		if filepath.Dir(f) != c.dir {
 			return api.ConfigFile{}, fmt.Errorf("domain %q is defined in %s, outside %s, and usbctld writes only there: move its block to %s (usbctl then edits it there), or edit %s by hand: %w",
-				domain, f, c.dir, path, f, errBadRequest)
+				domain, f, c.dir, path, f, api.ErrBadRequest)
 		}
 		path = f
 	}
@@ -136,7 +130,7 @@ func (c *confFiles) write(w api.ConfigWrite, uid uint32, reload func() api.Reloa
 		return api.ConfigWritten{}, err
 	}
 	if !fileNameRE.MatchString(w.Name) {
-		return api.ConfigWritten{}, fmt.Errorf("file name %q: usbctld writes only NAME.hcl files directly under %s: %w", w.Name, c.dir, errBadRequest)
+		return api.ConfigWritten{}, fmt.Errorf("file name %q: usbctld writes only NAME.hcl files directly under %s: %w", w.Name, c.dir, api.ErrBadRequest)
 	}
 	path := filepath.Join(c.dir, w.Name)
 	types, diags := config.BlockTypes(w.Content, path)
@@ -145,7 +139,7 @@ func (c *confFiles) write(w api.ConfigWrite, uid uint32, reload func() api.Reloa
 	}
 	for _, t := range types {
 		if t != "domain" && t != "exclude" {
-			return api.ConfigWritten{}, fmt.Errorf("%s: a file written through usbctld holds only domain and exclude blocks, not %s (the libvirt block stays in the main config, edited by root): %w", path, t, errBadRequest)
+			return api.ConfigWritten{}, fmt.Errorf("%s: a file written through usbctld holds only domain and exclude blocks, not %s (the libvirt block stays in the main config, edited by root): %w", path, t, api.ErrBadRequest)
 		}
 	}
 	c.mu.Lock()
@@ -157,9 +151,9 @@ func (c *confFiles) write(w api.ConfigWrite, uid uint32, reload func() api.Reloa
 	}
 	switch {
 	case w.BaseSHA256 == "" && exists:
-		return api.ConfigWritten{}, fmt.Errorf("%s was created since it was read; run the command again: %w", path, errConflict)
+		return api.ConfigWritten{}, fmt.Errorf("%s was created since it was read; run the command again: %w", path, api.ErrConflict)
 	case w.BaseSHA256 != "" && (!exists || hash(cur) != w.BaseSHA256):
-		return api.ConfigWritten{}, fmt.Errorf("%s changed since it was read; run the command again: %w", path, errConflict)
+		return api.ConfigWritten{}, fmt.Errorf("%s changed since it was read; run the command again: %w", path, api.ErrConflict)
 	}
 	cfg, cdiags := config.LoadReplacing(config.Source{Name: path, Data: w.Content}, c.paths...)
 	res := api.ConfigWritten{Path: path, Diagnostics: cdiags.Strings()}

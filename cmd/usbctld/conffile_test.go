@@ -39,7 +39,7 @@ func TestConfFileFor(t *testing.T) {
 	if err != nil || !f.Exists || f.Name != "gaming.hcl" || !strings.HasPrefix(string(f.Content), "# mine") {
 		t.Fatalf("domain in conf.d/gaming.hcl: %+v %v", f, err)
 	}
-	if _, err = c.fileFor("win11", cfg.Rules); !errors.Is(err, errBadRequest) || !strings.Contains(err.Error(), main) {
+	if _, err = c.fileFor("win11", cfg.Rules); !errors.Is(err, api.ErrBadRequest) || !strings.Contains(err.Error(), main) {
 		t.Fatalf("domain in the main file: %v", err)
 	}
 	if f, err = c.fileFor("", cfg.Rules); err != nil || f.Name != "excludes.hcl" {
@@ -52,7 +52,7 @@ func TestConfFileFor(t *testing.T) {
 		t.Errorf("fileName = %q", got)
 	}
 	noDir := &confFiles{paths: []string{main}}
-	if _, err := noDir.fileFor("work", cfg.Rules); !errors.Is(err, errBadRequest) || !strings.Contains(err.Error(), "conf.d") {
+	if _, err := noDir.fileFor("work", cfg.Rules); !errors.Is(err, api.ErrBadRequest) || !strings.Contains(err.Error(), "conf.d") {
 		t.Fatalf("without conf.d: %v", err)
 	}
 }
@@ -71,7 +71,7 @@ func TestConfWrite(t *testing.T) {
 		"libvirt block": {Name: "work.hcl", Content: []byte("libvirt { uri = \"qemu+ssh://elsewhere/system\" }\n")},
 		"attribute":     {Name: "work.hcl", Content: []byte("x = 1\n")},
 	} {
-		if _, err := c.write(w, 1000, reload); !errors.Is(err, errBadRequest) {
+		if _, err := c.write(w, 1000, reload); !errors.Is(err, api.ErrBadRequest) {
 			t.Errorf("%s: %v, want refused", name, err)
 		}
 	}
@@ -98,10 +98,10 @@ func TestConfWrite(t *testing.T) {
 		t.Fatalf("written %q mode %v", b, st.Mode().Perm())
 	}
 	// Created meanwhile, changed meanwhile: refused.
-	if _, err := c.write(api.ConfigWrite{Name: "work.hcl", Content: good}, 1000, reload); !errors.Is(err, errConflict) {
+	if _, err := c.write(api.ConfigWrite{Name: "work.hcl", Content: good}, 1000, reload); !errors.Is(err, api.ErrConflict) {
 		t.Errorf("base says new, file exists: %v", err)
 	}
-	if _, err := c.write(api.ConfigWrite{Name: "work.hcl", BaseSHA256: hash([]byte("old")), Content: good}, 1000, reload); !errors.Is(err, errConflict) {
+	if _, err := c.write(api.ConfigWrite{Name: "work.hcl", BaseSHA256: hash([]byte("old")), Content: good}, 1000, reload); !errors.Is(err, api.ErrConflict) {
 		t.Errorf("stale base: %v", err)
 	}
 	// Based on what is there: written.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -27,6 +28,8 @@ import (
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/controller/api"
 	"github.com/usbctl/usbctl/controller/metrics"
+	"github.com/usbctl/usbctl/events"
+	"github.com/usbctl/usbctl/override"
 	"github.com/usbctl/usbctl/reconcile"
 	"github.com/usbctl/usbctl/udevsrc"
 	"github.com/usbctl/usbctl/virt"
@@ -44,6 +47,8 @@ type options struct {
 	releaseOnStop bool
 	resync        time.Duration
 	metricsAddr   string
+	stateDir      string
+	askTimeout    time.Duration
 }
 
 type multiFlag []string
@@ -66,6 +71,8 @@ func main() {
 	fs.BoolVar(&o.releaseOnStop, "release-on-stop", false, "detach every device usbctld attached when it stops (default: leave guests undisturbed)")
 	fs.DurationVar(&o.resync, "resync", 5*time.Minute, "period of the full re-read of devices and domains")
 	fs.StringVar(&o.metricsAddr, "metrics-listen", "", "also serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9585); they are always on the control socket at /metrics")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "directory of the state file that keeps runtime assignments (usbctl attach, detach, move) across restarts (default $STATE_DIRECTORY, or "+fallbackStateDir+")")
+	fs.DurationVar(&o.askTimeout, "ask-timeout", 2*time.Minute, "how long an offer (mode \"ask\") waits for an answer before its device stays on the host")
 	_ = fs.Parse(os.Args[1:])
 	o.configs = cfgs
 	if len(o.configs) == 0 {
@@ -80,6 +87,18 @@ func main() {
 		log.Error("usbctld stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// fallbackStateDir is the state directory without systemd's
+// StateDirectory= (which sets $STATE_DIRECTORY).
+const fallbackStateDir = "/var/lib/usbctl"
+
+func defaultStateDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		// systemd may list several, colon-separated; ours is the first.
+		return strings.SplitN(d, ":", 2)[0]
+	}
+	return fallbackStateDir
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -174,6 +193,7 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	ctl = controller.New(controller.Options{
 		Log: log.With("component", "controller"), Hypervisor: conn, Devices: src,
 		URI: uri, Resync: o.resync, Observer: met,
+		StateFile: filepath.Join(o.stateDir, override.FileName), AskTimeout: o.askTimeout,
 	}, cfg.Rules, configStatus(cfg, time.Now()))
 	// The connection outlives the signal: --release-on-stop detaches
 	// through it after SIGTERM. conn.Close ends it.
@@ -198,7 +218,8 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	if err != nil {
 		return err
 	}
-	d := &backend{ctl: ctl, log: log, paths: o.configs}
+	d := &backend{ctl: ctl, log: log, paths: o.configs,
+		conf: &confFiles{dir: confDir(o.configs), paths: o.configs, log: log.With("component", "config")}}
 	srv := api.NewServer(d, log.With("component", "api"))
 	srv.SetMetrics(met.Handler())
 	if ctlGID >= 0 {
@@ -328,6 +349,7 @@ type backend struct {
 	ctl   *controller.Controller
 	log   *slog.Logger
 	paths []string
+	conf  *confFiles
 	mu    sync.Mutex // one reload at a time
 }
 
@@ -356,4 +378,37 @@ func (b *backend) Reload(ctx context.Context) (api.ReloadResult, error) {
 	b.log.Info("config reloaded", "config", config.DescribeFiles(cfg.Files), "files", len(cfg.Files))
 	logFiles(b.log, cfg.Files)
 	return api.ReloadResult{Applied: true, Diagnostics: lines}, nil
+}
+
+func (b *backend) Devices(name string) ([]reconcile.Device, error) { return b.ctl.Devices(name) }
+
+func (b *backend) Assign(ctx context.Context, r controller.AssignRequest) (controller.AssignResult, bool, error) {
+	return b.ctl.Assign(ctx, r)
+}
+
+func (b *backend) Unassign(ctx context.Context, device string, by override.Setter) (controller.AssignResult, bool, error) {
+	return b.ctl.Unassign(ctx, device, by)
+}
+
+func (b *backend) Events() *events.Hub { return b.ctl.Events() }
+
+// ConfigFile finds the conf.d file of a domain's rules in the config as it
+// is on disk (as the rules in force say, if that does not load).
+func (b *backend) ConfigFile(domain string) (api.ConfigFile, error) {
+	rules := b.ctl.RulesInForce()
+	if cfg, _ := config.Load(b.paths...); cfg != nil {
+		rules = cfg.Rules
+	}
+	return b.conf.fileFor(domain, rules)
+}
+
+// WriteConfig checks and writes a conf.d file for the CLI, then reloads.
+func (b *backend) WriteConfig(ctx context.Context, w api.ConfigWrite, uid uint32) (api.ConfigWritten, error) {
+	return b.conf.write(w, uid, func() api.ReloadResult {
+		res, err := b.Reload(ctx)
+		if err != nil {
+			return api.ReloadResult{Diagnostics: []string{err.Error()}}
+		}
+		return res
+	})
 }

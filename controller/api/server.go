@@ -28,6 +28,7 @@ type Backend interface {
 	Status() controller.Status
 	Plan(ctx context.Context) (reconcile.Result, error)
 	Reload(ctx context.Context) (ReloadResult, error)
+	RuntimeBackend
 }
 
 // ReloadResult says whether a reload took effect and what the config
@@ -98,6 +99,9 @@ type Server struct {
 	// ctlGroup names the control group in refusals ("" for none).
 	ctlGroup string
 	metrics  http.Handler
+	// stopping is closed when Serve's ctx ends: event streams end then,
+	// or the graceful shutdown would wait for them.
+	stopping chan struct{}
 }
 
 // SetMetrics serves h (Prometheus text format) at GET /metrics, for
@@ -118,7 +122,7 @@ func NewServer(b Backend, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{b: b, log: log, mayChange: func(p peer) bool { return p.uid == 0 }}
+	return &Server{b: b, log: log, mayChange: func(p peer) bool { return p.uid == 0 }, stopping: make(chan struct{})}
 }
 
 type peerKey struct{}
@@ -168,8 +172,13 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}))
+	s.runtimeRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		limit := int64(maxBody)
+		if r.URL.Path == configFilePath {
+			limit = maxConfigBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		mux.ServeHTTP(w, r)
 	})
 }
@@ -194,6 +203,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+		close(s.stopping)
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)

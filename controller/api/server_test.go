@@ -24,8 +24,9 @@ import (
 )
 
 type fakeBackend struct {
-	reloads atomic.Int32
-	block   chan struct{} // Plan waits on it when set
+	*fakeRuntime // the runtime routes (runtime_server_test.go); nil where unused
+	reloads      atomic.Int32
+	block        chan struct{} // Plan waits on it when set
 }
 
 func (f *fakeBackend) Status() controller.Status {
