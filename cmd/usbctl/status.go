@@ -17,6 +17,7 @@ import (
 	"github.com/usbctl/usbctl/config"
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/events"
+	"github.com/usbctl/usbctl/override"
 )
 
 func newStatusCmd(sock *socketFlag) *cobra.Command {
@@ -186,6 +187,9 @@ func printStatus(w io.Writer, st controller.Status, now time.Time, loc *time.Loc
 		}
 	}
 
+	if st.StateError != "" {
+		fmt.Fprintf(w, "state:    RUNTIME ASSIGNMENTS NOT SAVED: %s; they hold until usbctld stops\n", safe(st.StateError))
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "DOMAIN\tSTATE\tDEVICE\tPORT\tID\tNAME\tRULE\tSINCE")
@@ -280,7 +284,42 @@ func printStatus(w io.Writer, st controller.Status, now time.Time, loc *time.Loc
 		}
 		section(w, "ON THE HOST: devices no running domain gets", "DEVICE\tID\tPORT\tNAME\tWHY", rows)
 	}
+	if len(st.Overrides) > 0 {
+		var rows [][]string
+		for _, o := range st.Overrides {
+			to := "(the host)"
+			if !o.Host() {
+				to = cell(o.Domain, 24)
+			}
+			name := o.Device.Name
+			if strings.TrimSpace(name) == "" {
+				name = "-"
+			}
+			rows = append(rows, []string{o.Device.Key().String(), safe(o.Device.Vendor + ":" + o.Device.Product), cell(name, 32), to,
+				cell(o.SetBy.String(), 32), clock(o.SetAt), untilText(o, now, loc)})
+		}
+		section(w, "RUNTIME ASSIGNMENTS: usbctl attach, detach, move (usbctl release forgets one)", "DEVICE\tID\tNAME\tTO\tSET BY\tAT\tUNTIL", rows)
+	}
+	if len(st.Offers) > 0 {
+		var rows [][]string
+		for _, o := range st.Offers {
+			rows = append(rows, []string{o.Device.Key().String(), safe(o.Device.ID()), cell(deviceName(o.Device), 32), cell(o.Domain, 24),
+				clock(o.Since), "in " + ago(o.Expires.Sub(now))})
+		}
+		section(w, "WAITING FOR AN ANSWER: usbctl attach DEVICE, or usbctl detach DEVICE", "DEVICE\tID\tNAME\tOFFERED TO\tSINCE\tTO THE HOST", rows)
+	}
 	return nil
+}
+
+// untilText says when an assignment ends.
+func untilText(o override.Override, now time.Time, loc *time.Location) string {
+	switch o.Lifetime {
+	case override.For:
+		return o.Until.In(loc).Format("2006-01-02 15:04:05") + " (in " + ago(o.Until.Sub(now)) + "), or unplugged"
+	case override.UntilStop:
+		return safe(o.Domain) + " stops, or unplugged"
+	}
+	return "unplugged"
 }
 
 // section prints a titled table; every cell is already terminal-safe.

@@ -12,6 +12,7 @@ import (
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/controller/api"
 	"github.com/usbctl/usbctl/events"
+	"github.com/usbctl/usbctl/override"
 	"github.com/usbctl/usbctl/reconcile"
 )
 
@@ -44,6 +45,15 @@ func sampleStatus(now time.Time) controller.Status {
 		Unassigned: []reconcile.Placement{
 			{Device: reconcile.Device{Bus: 1, Dev: 8, Vendor: "1050", Product: "0407", Port: "1-3", Serial: evil, Manufacturer: evil, ProductName: evil}, Reason: "no rule matches"},
 		},
+		Overrides: []override.Override{
+			{Device: override.Identity{Bus: 1, Dev: 5, Vendor: "046d", Product: "c52b", Port: "1-4.2", Name: "Logitech USB Receiver"}, Domain: "win11", Lifetime: override.UntilUnplug,
+				SetBy: override.Setter{UID: 1000, User: "alice", Via: "usbctl attach"}, SetAt: now.Add(-90 * time.Second)},
+			{Device: override.Identity{Bus: 1, Dev: 8, Vendor: "1050", Product: "0407", Port: "1-3", Name: evil}, Lifetime: override.For, Until: now.Add(5 * time.Minute),
+				SetBy: override.Setter{UID: 0, User: "root", Via: "usbctl detach"}, SetAt: now.Add(-time.Minute)},
+		},
+		Offers: []override.Offer{{Device: reconcile.Device{Bus: 2, Dev: 3, Vendor: "0781", Product: "5583", Port: "2-1", Manufacturer: "SanDisk", ProductName: "Ultra Fit"},
+			Domain: "win11", Since: now.Add(-10 * time.Second), Expires: now.Add(110 * time.Second)}},
+		StateError: "write /var/lib/usbctl/overrides.json: read-only file system",
 	}
 }
 
