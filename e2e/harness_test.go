@@ -326,6 +326,11 @@ func (w *world) startDaemonWith(o sandbox.UsbctldOptions) {
 	// The lock of the URI next to the socket: in the scenario's own
 	// directory, or in one a daemon run as another user can write.
 	o.Args = append(o.Args, "--log-level", "debug", "--runtime-dir", filepath.Join(filepath.Dir(o.Socket), "run"))
+	if o.User == "" {
+		// Runtime assignments go to the scenario's own state directory,
+		// shared by the daemons it starts one after the other.
+		o.Args = append(o.Args, "--state-dir", filepath.Join(w.dir, "state"))
+	}
 	d, err := w.sb.StartUsbctld(o)
 	if err != nil {
 		w.t.Fatal(err)
