@@ -195,7 +195,7 @@ func (c *Controller) trackOffers(res reconcile.Result, now time.Time) {
 		c.log.Info("offer unanswered: kept on the host", "device", o.Device.Key().String(), "domain", o.Domain, "after", c.opt.AskTimeout)
 		c.emit(events.Event{Type: events.OfferEnded, Key: keyPtr(o.Device.Key()), Device: devPtr(o.Device), Domain: o.Domain,
 			Reason: fmt.Sprintf("no answer within %s: kept on the host until unplugged", c.opt.AskTimeout)})
-		c.emit(events.Event{Type: events.OverrideSet, Key: keyPtr(o.Device.Key()), Device: devPtr(o.Device), Reason: "kept on the host", By: ov.SetBy.String()})
+		c.emit(events.Event{Type: events.OverrideSet, Key: keyPtr(o.Device.Key()), Device: devPtr(o.Device), Reason: ov.Ends(), By: ov.SetBy.String()})
 	}
 	if err := c.save(); err != nil {
 		c.log.Error("write state file", "err", err)
@@ -445,7 +445,7 @@ func (c *Controller) assign(r AssignRequest) (AssignResult, error) {
 	if old != nil {
 		c.emit(events.Event{Type: events.OverrideEnded, Key: keyPtr(d.Key()), Domain: old.Domain, Reason: string(override.Replaced), By: r.By.String()})
 	}
-	c.emit(events.Event{Type: events.OverrideSet, Key: keyPtr(d.Key()), Device: devPtr(d), Domain: domain, Reason: o.Describe(), By: r.By.String(), Until: o.Until})
+	c.emit(events.Event{Type: events.OverrideSet, Key: keyPtr(d.Key()), Device: devPtr(d), Domain: domain, Reason: o.Ends(), By: r.By.String(), Until: o.Until})
 	return res, nil
 }
 

@@ -99,18 +99,21 @@ type Override struct {
 func (o Override) Host() bool { return o.Domain == "" }
 
 // Describe is the override in words, for Plan's explanations:
-// "usbctl attach by alice at 12:03:04, until unplugged".
+// "usbctl attach by alice at 2026-11-26 12:03:04, until unplugged".
 func (o Override) Describe() string {
-	s := fmt.Sprintf("%s by %s at %s", o.SetBy.Via, o.SetBy.user(), o.SetAt.Format("2006-01-02 15:04:05"))
+	return fmt.Sprintf("%s by %s at %s, %s", o.SetBy.Via, o.SetBy.user(), o.SetAt.Format("2006-01-02 15:04:05"), o.Ends())
+}
+
+// Ends says when the override ends: "until unplugged", "until 14:00:00",
+// "until win11 stops".
+func (o Override) Ends() string {
 	switch o.Lifetime {
 	case For:
-		s += ", until " + o.Until.Format("15:04:05")
+		return "until " + o.Until.Format("15:04:05")
 	case UntilStop:
-		s += fmt.Sprintf(", until %s stops", o.Domain)
-	default:
-		s += ", until unplugged"
+		return fmt.Sprintf("until %s stops", o.Domain)
 	}
-	return s
+	return "until unplugged"
 }
 
 func (s Setter) user() string {

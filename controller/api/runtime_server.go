@@ -77,6 +77,8 @@ func (s *Server) runtimeRoutes(mux *http.ServeMux) {
 		verb := controller.Verb(req.Verb)
 		ctx, cancel := context.WithTimeout(r.Context(), assignTimeout)
 		defer cancel()
+		sub := s.b.Events().Subscribe(eventBuffer)
+		defer sub.Close()
 		res, synced, err := s.b.Assign(ctx, controller.AssignRequest{Device: req.Device, Domain: req.Domain, Verb: verb,
 			For: time.Duration(req.For), UntilStop: req.UntilStop, By: setter(p, "usbctl "+string(req.Verb))})
 		if err != nil {
@@ -85,7 +87,7 @@ func (s *Server) runtimeRoutes(mux *http.ServeMux) {
 			return
 		}
 		writeJSON(w, http.StatusOK, OverrideResult{Device: res.Device, Override: res.Override, Replaced: res.Replaced, From: res.From,
-			Outcome: outcome(s.b.Status(), res.Device.Key(), synced)})
+			Outcome: s.settle(ctx, sub, res.Device.Key(), outcome(s.b.Status(), res.Device.Key(), synced))})
 	})
 	mux.HandleFunc("DELETE /v1/overrides", func(w http.ResponseWriter, r *http.Request) {
 		p, ok := s.allowChange(w, r, "usbctl release")
@@ -94,13 +96,15 @@ func (s *Server) runtimeRoutes(mux *http.ServeMux) {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), assignTimeout)
 		defer cancel()
+		sub := s.b.Events().Subscribe(eventBuffer)
+		defer sub.Close()
 		res, synced, err := s.b.Unassign(ctx, r.URL.Query().Get("device"), setter(p, "usbctl release"))
 		if err != nil {
 			s.writeErr(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, OverrideResult{Device: res.Device, Replaced: res.Replaced, From: res.From,
-			Outcome: outcome(s.b.Status(), res.Device.Key(), synced)})
+			Outcome: s.settle(ctx, sub, res.Device.Key(), outcome(s.b.Status(), res.Device.Key(), synced))})
 	})
 	mux.HandleFunc("GET "+configFilePath, func(w http.ResponseWriter, r *http.Request) {
 		f, err := s.b.ConfigFile(r.URL.Query().Get("domain"))
@@ -225,6 +229,37 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	default:
 		writeError(w, http.StatusInternalServerError, err.Error())
 	}
+}
+
+// settleTimeout bounds how long an answer waits for a device still on its
+// way: a move detaches from one guest and attaches to the other once QEMU
+// has let go, a sync or two later.
+const settleTimeout = 5 * time.Second
+
+// settle waits while the device's action is pending, recomputing the
+// outcome on each of its attached, detached or failed events, until it is
+// done or settleTimeout passes.
+func (s *Server) settle(ctx context.Context, sub *events.Sub, k reconcile.DeviceKey, out Outcome) Outcome {
+	deadline := time.After(settleTimeout)
+	for out.Pending && out.Synced {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-deadline:
+			return out
+		case <-sub.Done():
+			return out
+		case ev := <-sub.C():
+			if ev.Key == nil || *ev.Key != k {
+				continue
+			}
+			switch ev.Type {
+			case events.Attached, events.Detached, events.Failed:
+				out = outcome(s.b.Status(), k, true)
+			}
+		}
+	}
+	return out
 }
 
 // outcome is where the device stands in the status after the sync.

@@ -248,3 +248,45 @@ func waitSubscribers(t *testing.T, h *events.Hub, n int) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// settlingBackend's status changes while a request waits.
+type settlingBackend struct {
+	*fakeBackend
+	mu sync.Mutex
+	st controller.Status
+}
+
+func (b *settlingBackend) Status() controller.Status {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.st
+}
+
+// A move is carried out a sync or two after the request's own (QEMU lets
+// go of the device in its own time): the answer waits for it.
+func TestAssignAnswerWaitsForTheMove(t *testing.T) {
+	rt := newFakeRuntime()
+	k := reconcile.DeviceKey{Bus: 1, Dev: 3}
+	b := &settlingBackend{fakeBackend: &fakeBackend{fakeRuntime: rt}, st: controller.Status{Pending: []controller.PendingAction{
+		{Action: reconcile.Action{Kind: reconcile.Attach, Domain: "work", Key: k}, Attempts: 1, LastError: "device in use by domain gaming", Permanent: true}}}}
+	c, _ := serve(t, b, nil)
+	go func() {
+		waitSubscribers(t, rt.hub, 1)
+		time.Sleep(50 * time.Millisecond)
+		b.mu.Lock()
+		b.st = controller.Status{Domains: []controller.DomainStatus{{Name: "work", Attached: []controller.AttachedDevice{{Key: k, Rule: "usbctl move by root"}}}}}
+		b.mu.Unlock()
+		rt.hub.Publish(events.Event{Type: events.Attached, Key: &k, Domain: "work"})
+	}()
+	t0 := time.Now()
+	res, err := c.SetOverride(context.Background(), OverrideRequest{Device: "A", Domain: "work", Verb: VerbMove})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome.Pending || res.Outcome.AttachedTo != "work" {
+		t.Fatalf("outcome %+v, want attached to work", res.Outcome)
+	}
+	if d := time.Since(t0); d > 4*time.Second {
+		t.Fatalf("answered after %v", d)
+	}
+}
