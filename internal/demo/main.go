@@ -4,7 +4,9 @@
 // libvirt set up: it starts the sandbox (a real libvirtd, small QEMU guests,
 // fake USB devices through umockdev), runs the real usbctld with an example
 // config, then plugs and unplugs devices and starts and stops guests,
-// printing `usbctl status` after each step. make demo builds and runs it
+// printing `usbctl status` after each step; then it moves devices by hand
+// (usbctl move, detach --for, release) and shows what `usbctl events`
+// printed all along. make demo builds and runs it
 // through scripts/umockdev-exec; make sandbox runs it with -hold, which
 // starts the sandbox and waits, for experiments by hand.
 package main
@@ -21,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -57,6 +60,26 @@ type demo struct {
 	usbctld *sandbox.Usbctld
 	out     io.Writer
 	step    int
+	events  *eventsFollower
+}
+
+// eventsFollower is `usbctl events` running beside the demo.
+type eventsFollower struct {
+	cmd *exec.Cmd
+	mu  sync.Mutex
+	out strings.Builder
+}
+
+func (e *eventsFollower) Write(p []byte) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.out.Write(p)
+}
+
+func (e *eventsFollower) text() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.out.String()
 }
 
 func main() {
@@ -146,6 +169,7 @@ func (d *demo) story(ctx context.Context) error {
 	if err := d.startDaemon(cfg); err != nil {
 		return err
 	}
+	d.followEvents()
 	d.status("usbctld is running. Both VMs are shut off; the host keyboard is plugged in and excluded.")
 
 	d.must(d.sb.StartGuest("gaming"))
@@ -175,6 +199,23 @@ func (d *demo) story(ctx context.Context) error {
 	d.settle("gaming", 1)
 	d.status("Started VM gaming again: the receiver followed it.")
 
+	// Hands on the wheel: what a person asks at runtime is desired state.
+	d.run("move", "logitech", "work")
+	d.settle("work", 2)
+	d.status("usbctl move logitech work: the receiver went to work, whatever the rules say, until it is unplugged.")
+
+	d.run("detach", "yubikey", "--for", "2s")
+	d.settle("work", 1)
+	d.status("usbctl detach yubikey --for 2s: the YubiKey is back on the host for two seconds...")
+	d.settle("work", 2)
+	d.status("...and then back in work, where its rule puts it.")
+
+	d.run("release", "1-1")
+	d.settle("gaming", 1)
+	d.status("usbctl release 1-1 (the receiver, by port): the rules decide again, and it went back to gaming.")
+
+	d.say("$ usbctl events — what it printed while all that happened:\n\n%s", indent(d.events.text()))
+
 	d.say("virsh (an independent client) agrees — USB hostdevs in the live XML:")
 	for _, g := range []string{"gaming", "work"} {
 		x, _ := d.sb.Virsh("dumpxml", g)
@@ -186,6 +227,28 @@ func (d *demo) story(ctx context.Context) error {
 	fmt.Fprintln(d.out, indent(out))
 	d.say("Done. Stopping usbctld leaves devices attached (a restart must not disturb guests); usbctld --release-on-stop gives them back.")
 	return nil
+}
+
+// followEvents starts `usbctl events` beside the demo.
+func (d *demo) followEvents() {
+	e := &eventsFollower{}
+	e.cmd = exec.Command(filepath.Join(d.bin, "usbctl"), "--socket", d.sock, "events")
+	e.cmd.Env = sandbox.CleanEnv()
+	e.cmd.Stdout, e.cmd.Stderr = e, e
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	d.must(e.cmd.Start())
+	d.events = e
+	time.Sleep(100 * time.Millisecond) // connected before the first step
+}
+
+// run runs a usbctl command, printing it and what it said.
+func (d *demo) run(args ...string) {
+	d.say("$ usbctl %s", strings.Join(args, " "))
+	out, err := d.cli(false, args...)
+	fmt.Fprintln(d.out, indent(out))
+	if err != nil {
+		d.must(fmt.Errorf("usbctl %s: %v", strings.Join(args, " "), err))
+	}
 }
 
 func (d *demo) must(err error) {
@@ -241,7 +304,7 @@ func (d *demo) cli(withDevices bool, args ...string) (string, error) {
 
 func (d *demo) startDaemon(cfg string) error {
 	u, err := d.sb.StartUsbctld(sandbox.UsbctldOptions{Bin: filepath.Join(d.bin, "usbctld"), Socket: d.sock,
-		Log: filepath.Join(d.dir, "usbctld.log"), Dir: d.dir, Args: []string{"--config", cfg}})
+		Log: filepath.Join(d.dir, "usbctld.log"), Dir: d.dir, Args: []string{"--config", cfg, "--state-dir", filepath.Join(d.dir, "state")}})
 	if err != nil {
 		return err
 	}
@@ -250,6 +313,11 @@ func (d *demo) startDaemon(cfg string) error {
 }
 
 func (d *demo) stopDaemon() {
+	if d.events != nil {
+		_ = d.events.cmd.Process.Signal(syscall.SIGTERM)
+		_ = d.events.cmd.Wait()
+		d.events = nil
+	}
 	if d.usbctld != nil {
 		d.usbctld.Stop(syscall.SIGTERM)
 		d.usbctld = nil
