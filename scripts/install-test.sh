@@ -61,7 +61,8 @@ check_tree() {
 	mode "$d/etc/usbctl" 755
 	mode "$d/etc/usbctl/usbctl.hcl" 644
 	mode "$d/etc/usbctl/conf.d" 755
-	for f in usbctl usbctl-check usbctl-plan usbctl-status usbctl-reload usbctl-devices usbctl-snapshot usbctl-import usbctl-completion; do
+	for f in usbctl usbctl-check usbctl-plan usbctl-status usbctl-reload usbctl-devices usbctl-snapshot usbctl-import usbctl-completion \
+		usbctl-attach usbctl-detach usbctl-move usbctl-release usbctl-pending usbctl-rule usbctl-rule-add usbctl-rule-remove usbctl-events usbctl-agent; do
 		mode "$man/man1/$f.1" 644
 	done
 	[[ ! -e $man/man1/usbctl-man.1 ]] || fail "the hidden man command got a man page"

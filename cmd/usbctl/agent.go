@@ -19,14 +19,15 @@ import (
 func newAgentCmd(sock *socketFlag) *cobra.Command {
 	var verbose bool
 	cmd := &cobra.Command{
-		Use:   "agent",
-		Short: "Show offers as desktop notifications and send back the answer clicked",
+		Use:     "agent",
+		Example: `  usbctl agent &   # in the desktop session`,
+		Short:   "Show offers as desktop notifications and send back the answer clicked",
 		Long: `Agent runs in a desktop session and shows each offer of usbctld (a device
 that a domain in mode "ask" would get) as a desktop notification with
 buttons: attach it, keep it on the host, or either for good (a device rule
 or an exclude is saved). It talks to the session's notification server over
-D-Bus (org.freedesktop.Notifications) and to usbctld over its socket, so it
-must run as root or a member of the control group. An offer nobody answers
+D-Bus (org.freedesktop.Notifications) and to usbctld over its socket; an
+answer changes what usbctld does, which needs root. An offer nobody answers
 stays on the host when usbctld's --ask-timeout passes. Start it with the
 session, e.g. from ~/.config/autostart.`,
 		Args: cobra.NoArgs,

@@ -64,7 +64,11 @@ who set it, when and until when. usbctl release forgets it.`
 func newAttachCmd(sock *socketFlag) *cobra.Command {
 	var f assignFlags
 	cmd := &cobra.Command{
-		Use:   "attach DEVICE [DOMAIN]",
+		Use: "attach DEVICE [DOMAIN]",
+		Example: `  usbctl attach sandisk win11 --for 10m   # lend a stick for ten minutes
+  usbctl attach 1:7 win11 --save           # and keep it there from now on
+  usbctl attach 1-4.2 work --until-stop    # until the guest shuts down
+  usbctl attach 1:9                        # answer an offer: yes`,
 		Short: "Attach a device to a running domain now, whatever the rules say",
 		Long: `Attach gives DEVICE to DOMAIN at once, and keeps it there: if the device
 is elsewhere it is moved. Without DOMAIN it answers an offer (a domain in mode
@@ -73,7 +77,7 @@ device rule for it into the domain's file under conf.d.
 
 ` + deviceNames + `
 
-` + lifetimes + ` Changing anything needs root or the control group.`,
+` + lifetimes + ` Changing anything needs root.`,
 		Args:              cobra.RangeArgs(1, 2),
 		ValidArgsFunction: completeArgs(sock, completeDevices, completeDomains),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -94,8 +98,9 @@ device rule for it into the domain's file under conf.d.
 func newMoveCmd(sock *socketFlag) *cobra.Command {
 	var f assignFlags
 	cmd := &cobra.Command{
-		Use:   "move DEVICE DOMAIN",
-		Short: "Move a device from the domain that has it to another",
+		Use:     "move DEVICE DOMAIN",
+		Example: `  usbctl move logitech work   # the keyboard receiver to the other VM`,
+		Short:   "Move a device from the domain that has it to another",
 		Long: `Move detaches DEVICE from the domain that holds it and attaches it to
 DOMAIN (a keyboard and mouse from one VM to the other), and keeps it there.
 
@@ -118,7 +123,9 @@ DOMAIN (a keyboard and mouse from one VM to the other), and keeps it there.
 func newDetachCmd(sock *socketFlag) *cobra.Command {
 	var f assignFlags
 	cmd := &cobra.Command{
-		Use:   "detach DEVICE",
+		Use: "detach DEVICE",
+		Example: `  usbctl detach yubikey --for 5m   # back to the host for a moment
+  usbctl detach 1:9 --save         # answer an offer: never`,
 		Short: "Give a device back to the host, and keep it there",
 		Long: `Detach takes DEVICE out of the domain that has it and keeps it on the host,
 even if a rule wants it elsewhere (the YubiKey back to the host for a moment:
@@ -144,8 +151,9 @@ an exclude block for it under conf.d, so it never leaves the host.
 func newReleaseCmd(sock *socketFlag) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "release DEVICE",
-		Short: "Forget what attach, detach or move said about a device: the rules decide again",
+		Use:     "release DEVICE",
+		Example: `  usbctl release yubikey`,
+		Short:   "Forget what attach, detach or move said about a device: the rules decide again",
 		Long: `Release removes the runtime assignment of DEVICE. Where the device goes
 then is what the rules say, as if the assignment had never been made; a
 device already attached stays where it is while that domain still wants it.

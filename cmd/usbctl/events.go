@@ -17,7 +17,9 @@ import (
 func newEventsCmd(sock *socketFlag) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "events",
+		Use: "events",
+		Example: `  usbctl events
+  usbctl events --json | jq -c 'select(.type == "attached")'`,
 		Short: "Follow what usbctld sees and does, as it happens",
 		Long: `Events prints usbctld's event stream until interrupted: devices plugged and
 unplugged, attached and detached, failed actions, runtime assignments set and

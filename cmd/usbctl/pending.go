@@ -14,7 +14,9 @@ import (
 func newPendingCmd(sock *socketFlag) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "pending",
+		Use: "pending",
+		Example: `  usbctl pending
+  usbctl attach 1:9 --save   # yes, and from now on`,
 		Short: "Devices waiting on the host for an answer (mode \"ask\")",
 		Long: `Pending lists the offers usbctld holds: devices that a domain in mode "ask"
 (or an ask device rule) would get, kept on the host until someone answers.

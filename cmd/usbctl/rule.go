@@ -32,7 +32,8 @@ and hands the result to usbctld, which checks it with its config parser
 if it is valid and unchanged since it was read, and reloads. usbctld writes
 only under its conf.d directory: one file per domain (conf.d/DOMAIN.hcl,
 created if needed) and conf.d/excludes.hcl. A domain defined in another file
-is refused with where it is. Needs root or the control group.`
+is refused with where it is. Needs root (checked by usbctld with the peer's
+credentials, and logged with its uid).`
 
 func newRuleCmd(sock *socketFlag) *cobra.Command {
 	cmd := &cobra.Command{
@@ -55,7 +56,10 @@ type ruleFlags struct {
 func newRuleAddCmd(sock *socketFlag) *cobra.Command {
 	var f ruleFlags
 	cmd := &cobra.Command{
-		Use:   "add {DOMAIN | --exclude} [DEVICE]",
+		Use: "add {DOMAIN | --exclude} [DEVICE]",
+		Example: `  usbctl rule add win11 1:7                          # the present device 1:7, by id and serial
+  usbctl rule add work --ids 0483:5740,0483:df11 --label stm32
+  usbctl rule add --exclude 04d9:0006                # the host's keyboard never leaves`,
 		Short: "Add a device block to a domain (or an exclude block)",
 		Long: `Rule add writes a device block for DOMAIN: for the present DEVICE (by its
 vendor:product, and its serial if it has one), or for the criteria given by
@@ -144,7 +148,9 @@ func (f ruleFlags) criteria(required bool) (ruleedit.Criteria, error) {
 func newRuleRemoveCmd(sock *socketFlag) *cobra.Command {
 	var exclude bool
 	cmd := &cobra.Command{
-		Use:   "remove {DOMAIN LABEL | --exclude LABEL}",
+		Use: "remove {DOMAIN LABEL | --exclude LABEL}",
+		Example: `  usbctl rule remove win11 sandisk-ultra-fit
+  usbctl rule remove --exclude keyboard`,
 		Short: "Remove a device block from a domain (or an exclude block)",
 		Long: `Rule remove deletes the device block LABEL of DOMAIN, with the comment lines
 right above it, from the domain's file under conf.d; with --exclude, the
