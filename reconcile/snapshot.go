@@ -28,9 +28,10 @@ func ParseSnapshot(data []byte) (snap Snapshot, errs, warns []error) {
 		Devices    []json.RawMessage `json:"devices"`
 		Domains    []json.RawMessage `json:"domains"`
 		Unobserved []Unobserved      `json:"unobserved"`
+		Overrides  []json.RawMessage `json:"overrides"`
 	}
 	v := &validator{data: data}
-	if !v.decode("", data, &top, []string{"version", "host", "taken_at", "devices", "domains", "unobserved"}) {
+	if !v.decode("", data, &top, []string{"version", "host", "taken_at", "devices", "domains", "unobserved", "overrides"}) {
 		return Snapshot{}, v.errs, v.warns
 	}
 	switch {
@@ -154,6 +155,25 @@ func ParseSnapshot(data []byte) (snap Snapshot, errs, warns []error) {
 		}
 		if ok {
 			snap.Domains = append(snap.Domains, d)
+		}
+	}
+
+	// Runtime assignments name a device of the snapshot, one each.
+	assigned := map[DeviceKey]string{}
+	for i, raw := range top.Overrides {
+		p := fmt.Sprintf("overrides[%d]", i)
+		var o Override
+		if !v.decode(p, raw, &o, []string{"key", "domain", "source"}) {
+			continue
+		}
+		switch first, dup := assigned[o.Key]; {
+		case byKey[o.Key] == "":
+			v.errorf(p+".key", "bus %d dev %d is no device of the snapshot: an assignment names a present device", o.Key.Bus, o.Key.Dev)
+		case dup:
+			v.errorf(p+".key", "bus %d dev %d is %s's too: a device has one assignment at most", o.Key.Bus, o.Key.Dev, first)
+		default:
+			assigned[o.Key] = p
+			snap.Overrides = append(snap.Overrides, o)
 		}
 	}
 	return snap, v.errs, v.warns

@@ -116,3 +116,23 @@ func TestParseSnapshotUnknownFields(t *testing.T) {
 		t.Fatalf("errors %v, warnings %v", errs, warns)
 	}
 }
+
+func TestParseSnapshotOverrides(t *testing.T) {
+	good := `{"version": 1, "devices": [{"bus": 1, "dev": 3, "vendor": "046d", "product": "c52b", "port": "1-2"}],
+	  "overrides": [{"key": {"bus": 1, "dev": 3}, "domain": "win11", "source": "usbctl attach by alice"}]}`
+	snap, errs, _ := ParseSnapshot([]byte(good))
+	if len(errs) != 0 || len(snap.Overrides) != 1 || snap.Overrides[0].Domain != "win11" {
+		t.Fatalf("good: %v %+v", errs, snap.Overrides)
+	}
+	bad := `{"version": 1, "devices": [{"bus": 1, "dev": 3, "vendor": "046d", "product": "c52b", "port": "1-2"}],
+	  "overrides": [{"key": {"bus": 1, "dev": 9}}, {"key": {"bus": 1, "dev": 3}}, {"key": {"bus": 1, "dev": 3}, "domain": "x"}]}`
+	_, errs, _ = ParseSnapshot([]byte(bad))
+	var all []string
+	for _, e := range errs {
+		all = append(all, e.Error())
+	}
+	got := strings.Join(all, "\n")
+	if len(errs) != 2 || !strings.Contains(got, "overrides[0].key: bus 1 dev 9 is no device of the snapshot") || !strings.Contains(got, "overrides[2].key: bus 1 dev 3 is overrides[1]'s too") {
+		t.Fatalf("bad:\n%s", got)
+	}
+}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/usbctl/usbctl/reconcile"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -143,5 +146,36 @@ func TestSafe(t *testing.T) {
 	}
 	if got := cell(strings.Repeat("x", 100), 10); got != "xxxxxxxxx…" {
 		t.Errorf("cell = %q", got)
+	}
+}
+
+// A snapshot's runtime assignments are replayed as usbctld honours them.
+func TestPlanFromSnapshotWithAssignments(t *testing.T) {
+	b, err := os.ReadFile("testdata/snapshot.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap map[string]any
+	if err := json.Unmarshal(b, &snap); err != nil {
+		t.Fatal(err)
+	}
+	snap["overrides"] = []map[string]any{{"key": map[string]int{"bus": 1, "dev": 3}, "source": "usbctl detach by alice at 2026-11-24 21:00:00, until unplugged"}}
+	b, _ = json.Marshal(snap)
+	path := filepath.Join(t.TempDir(), "snap.json")
+	os.WriteFile(path, b, 0o644)
+	out, code := run(t, "plan", "--config", "testdata/plan.hcl", "--from", path, "--json")
+	var res reconcile.Result
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, a := range res.Actions {
+		if a.Key == (reconcile.DeviceKey{Bus: 1, Dev: 3}) {
+			t.Fatalf("the detached receiver is planned: %+v", a)
+		}
+	}
+	for _, p := range res.Placements {
+		if p.Device.Dev == 3 && p.Kind != reconcile.HostAssigned {
+			t.Fatalf("receiver placed as %s: %s", p.Kind, p.Reason)
+		}
 	}
 }

@@ -66,7 +66,7 @@ func newRootCmd() *cobra.Command {
 		newEventsCmd(sock),
 		newAgentCmd(sock),
 		newDevicesCmd(),
-		newSnapshotCmd(),
+		newSnapshotCmd(sock),
 		newImportCmd(),
 		newHookCmd(),
 		newManCmd(),

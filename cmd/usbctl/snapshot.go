@@ -13,12 +13,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/usbctl/usbctl/config"
+	"github.com/usbctl/usbctl/controller/api"
 	"github.com/usbctl/usbctl/reconcile"
 	"github.com/usbctl/usbctl/udevsrc"
 	"github.com/usbctl/usbctl/virt"
 )
 
-func newSnapshotCmd() *cobra.Command {
+func newSnapshotCmd(sock *socketFlag) *cobra.Command {
 	var (
 		uri     string
 		configs []string
@@ -38,7 +39,11 @@ libvirt { uri }, else ` + config.DefaultURI + `.
 
 When a part cannot be observed (libvirtd is not running, udev cannot be
 read), snapshot still writes the rest, lists the missing part with the
-reason under "unobserved" in the JSON, says so on stderr, and exits 1.`,
+reason under "unobserved" in the JSON, says so on stderr, and exits 1.
+
+If usbctld answers on its socket, its runtime assignments (usbctl attach,
+detach, move, answered offers) are recorded too, so the replay places those
+devices as usbctld does.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			warn := cmd.ErrOrStderr()
@@ -55,6 +60,9 @@ reason under "unobserved" in the JSON, says so on stderr, and exits 1.`,
 				w = f
 			}
 			snap := takeSnapshot(cmd.Context(), uri, udevsrc.New(slog.New(slog.DiscardHandler)), virt.ListDomainsAt)
+			sctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
+			snap.Overrides = assignmentsOf(sctx, sock.client(), snap.Devices)
+			cancel()
 			if err := writeJSON(w, snap); err != nil {
 				return fmt.Errorf("snapshot: %w", err)
 			}
@@ -73,6 +81,25 @@ reason under "unobserved" in the JSON, says so on stderr, and exits 1.`,
 	cmd.Flags().StringSliceVar(&configs, "config", nil, "config to take the libvirt URI from (default "+config.DefaultPath+")")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write to this file instead of stdout")
 	return cmd
+}
+
+// assignmentsOf asks usbctld for its runtime assignments, as Plan gets
+// them: by the key of the present device each names. None when usbctld
+// does not answer.
+func assignmentsOf(ctx context.Context, c *api.Client, devs []reconcile.Device) []reconcile.Override {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []reconcile.Override
+	for _, o := range st.Overrides {
+		for _, d := range devs {
+			if o.Device.Is(d) {
+				out = append(out, reconcile.Override{Key: d.Key(), Domain: o.Domain, Source: o.Describe()})
+			}
+		}
+	}
+	return out
 }
 
 // deviceLister and domainLister are what a snapshot reads: udev's devices
