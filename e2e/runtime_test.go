@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,5 +354,51 @@ func TestAskTimesOutToHost(t *testing.T) {
 	})
 	if w.has("g1", alias(stick)) {
 		t.Fatal("an unanswered offer was attached")
+	}
+}
+
+// Runtime changes are changes: a member of --control-group may attach, a
+// member of the socket's group only reads; each attempt is logged with the
+// peer's uid, and the assignment says who set it.
+func TestRuntimeChangesNeedControlGroup(t *testing.T) {
+	const group, ctlGroup = "usbctl-e2e-rt", "usbctl-e2e-rtctl"
+	const member, ctl = "usbctl-e2e-rtin", "usbctl-e2e-rtadm"
+	addGroup(t, group)
+	addGroup(t, ctlGroup)
+	memberUID, _ := addUser(t, member, "nogroup", group)
+	ctlUID, _ := addUser(t, ctl, "nogroup", group, ctlGroup)
+	pub, cli := publicDir(t, 0)
+	w := newWorld(t, "g1")
+	w.writeConfig(oneGuest)
+	w.start("g1")
+	sock := pub + "/usbctl.sock"
+	w.startDaemonAt(sock, "--socket-group", group, "--control-group", ctlGroup)
+	stick := usb(3, "1-2", "0781", "5583", "")
+	w.plug(stick)
+	w.eventually("the stick listed", 10*time.Second, func() bool { _, ok := unassigned(w.status(), 1, 3); return ok })
+
+	if out, code := asUser(t, cli, sock, as(member), "attach", "1:3", "g1"); code == 0 || !strings.Contains(out, "needs root or a member of group "+ctlGroup) {
+		t.Fatalf("socket group member attaching: exit %d\n%s", code, out)
+	}
+	if out, code := asUser(t, cli, sock, as(member), "pending"); code != 0 {
+		t.Fatalf("socket group member reading pending: exit %d\n%s", code, out)
+	}
+	if out, code := asUser(t, cli, sock, as(ctl), "attach", "1:3", "g1"); code != 0 || !strings.Contains(out, "attached 001:003") {
+		t.Fatalf("control group member attaching: exit %d\n%s", code, out)
+	}
+	w.waitAttached("g1", alias(stick))
+	ovs := w.overrides()
+	if len(ovs) != 1 || ovs[0].SetBy.UID != ctlUID || ovs[0].SetBy.User != ctl {
+		t.Fatalf("the assignment does not say who set it: %+v", ovs)
+	}
+	log := w.d.LogText()
+	for _, want := range []string{
+		fmt.Sprintf(`msg="change refused" component=api what="usbctl attach, detach and move" uid=%d `, memberUID),
+		fmt.Sprintf(`msg="change requested" component=api what="usbctl attach, detach and move" uid=%d `, ctlUID),
+		fmt.Sprintf(`msg="runtime assignment set" component=controller uid=%d user=%s`, ctlUID, ctl),
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s", want)
+		}
 	}
 }

@@ -149,6 +149,10 @@ do_install() {
 	if [[ -z $D && $(id -u) == 0 ]]; then
 		if command -v systemd-sysusers >/dev/null; then
 			systemd-sysusers "$SYSUSERSDIR/usbctl.conf" || die "systemd-sysusers $SYSUSERSDIR/usbctl.conf failed: the user usbctl is missing"
+			# usbctld writes conf.d for usbctl rule and --save (after
+			# checking): the directory is its user's; the main config stays
+			# root's.
+			chown usbctl "$confdir/conf.d"
 		else
 			say "systemd-sysusers not found: create the system user usbctl, in the groups usbctl and libvirt, before starting usbctld"
 		fi

@@ -27,7 +27,8 @@ that a domain in mode "ask" would get) as a desktop notification with
 buttons: attach it, keep it on the host, or either for good (a device rule
 or an exclude is saved). It talks to the session's notification server over
 D-Bus (org.freedesktop.Notifications) and to usbctld over its socket; an
-answer changes what usbctld does, which needs root. An offer nobody answers
+answer changes what usbctld does, so it runs as a member of usbctld's
+--control-group (and of the socket's group), or as root. An offer nobody answers
 stays on the host when usbctld's --ask-timeout passes. Start it with the
 session, e.g. from ~/.config/autostart.`,
 		Args: cobra.NoArgs,

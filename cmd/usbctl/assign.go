@@ -77,7 +77,7 @@ device rule for it into the domain's file under conf.d.
 
 ` + deviceNames + `
 
-` + lifetimes + ` Changing anything needs root.`,
+` + lifetimes + ` Changing anything needs root or usbctld's --control-group.`,
 		Args:              cobra.RangeArgs(1, 2),
 		ValidArgsFunction: completeArgs(sock, completeDevices, completeDomains),
 		RunE: func(cmd *cobra.Command, args []string) error {

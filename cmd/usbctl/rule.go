@@ -32,8 +32,8 @@ and hands the result to usbctld, which checks it with its config parser
 if it is valid and unchanged since it was read, and reloads. usbctld writes
 only under its conf.d directory: one file per domain (conf.d/DOMAIN.hcl,
 created if needed) and conf.d/excludes.hcl. A domain defined in another file
-is refused with where it is. Needs root (checked by usbctld with the peer's
-credentials, and logged with its uid).`
+is refused with where it is. Needs root or usbctld's --control-group
+(checked with the peer's credentials, and logged with its uid).`
 
 func newRuleCmd(sock *socketFlag) *cobra.Command {
 	cmd := &cobra.Command{
