@@ -22,8 +22,8 @@ for f in ./usr/bin/usbctl ./usr/bin/usbctld ./lib/systemd/system/usbctld.service
 	grep -qxF "$f" <<<"$list" || { echo "deb-test: $f missing from $deb" >&2; fail=1; }
 done
 dpkg-deb -f "$deb" Depends | grep -q libvirt0 || { echo "deb-test: Depends lacks libvirt0" >&2; fail=1; }
-dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/usbctl/usbctl.hcl || { echo "deb-test: usbctl.hcl is not a conffile" >&2; fail=1; }
-dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst | grep -q deb-systemd-helper || { echo "deb-test: postinst does not enable the unit" >&2; fail=1; }
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -x /etc/usbctl/usbctl.hcl >/dev/null || { echo "deb-test: usbctl.hcl is not a conffile" >&2; fail=1; }
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst | grep deb-systemd-helper >/dev/null || { echo "deb-test: postinst does not enable the unit" >&2; fail=1; }
 dpkg-deb -f "$deb" Depends | grep -qF 'systemd | systemd-standalone-sysusers | systemd-sysusers' || { echo "deb-test: Depends lacks systemd-sysusers" >&2; fail=1; }
 # The user exists before the unit is started: sysusers comes first.
 dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst >"$out/postinst"
@@ -38,9 +38,9 @@ bash scripts/unit-check.sh "$out/root" /usr /lib/systemd/system || fail=1
 # The libvirt hook: executable, a conffile, execing the packaged CLI, and
 # the package says that libvirtd must be restarted to find it.
 grep -q '^-rwxr-xr-x .* \./etc/libvirt/hooks/qemu\.d/usbctl$' <<<"$(dpkg-deb -c "$deb")" || { echo "deb-test: the libvirt hook is missing or not 0755" >&2; fail=1; }
-dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/libvirt/hooks/qemu.d/usbctl || { echo "deb-test: the libvirt hook is not a conffile" >&2; fail=1; }
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -x /etc/libvirt/hooks/qemu.d/usbctl >/dev/null || { echo "deb-test: the libvirt hook is not a conffile" >&2; fail=1; }
 grep -qx 'exec /usr/bin/usbctl hook -- "$@"' <<<"$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./etc/libvirt/hooks/qemu.d/usbctl)" || { echo "deb-test: the libvirt hook does not exec /usr/bin/usbctl" >&2; fail=1; }
-dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst | grep -q 'systemctl restart \$d' || { echo "deb-test: postinst does not say to restart libvirtd" >&2; fail=1; }
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst | grep 'systemctl restart \$d' >/dev/null || { echo "deb-test: postinst does not say to restart libvirtd" >&2; fail=1; }
 grep -q '^lintian: done' "$out/build.log" || { echo "deb-test: lintian did not run clean:" >&2; sed -n '/== lintian/,$p' "$out/build.log" >&2; fail=1; }
 if grep -E '^[EW]: ' "$out/build.log"; then echo "deb-test: lintian errors or warnings" >&2; fail=1; fi
 [ $fail -eq 0 ] && echo "deb-test: $(basename "$deb") OK ($(wc -l <<<"$list") entries)"
