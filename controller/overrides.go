@@ -70,9 +70,11 @@ type runtimeState struct {
 	// saveErr is the last failure to write the state file, shown in
 	// status until a write succeeds.
 	saveErr string
-	// seen are the devices of the last sync, by identity, and active the
-	// domains that were active: diffed into plug and domain events.
-	seen   map[override.Identity]reconcile.Device
+	// seen are the devices of the last sync, by identity, each with the
+	// sync (gen) that last saw it, and active the domains that were
+	// active: diffed into plug and domain events.
+	seen   map[override.Identity]seenDevice
+	gen    uint64
 	active map[string]bool
 	// rejectedAt is the time of the rejected reload already told.
 	rejectedAt time.Time
@@ -80,10 +82,16 @@ type runtimeState struct {
 	queue []events.Event
 }
 
+// identity is d's identity without its name: what tells devices apart
+// from sync to sync, built without allocating (this runs for every device
+// at every sync).
+type seenDevice struct {
+	dev reconcile.Device
+	gen uint64
+}
+
 func identity(d reconcile.Device) override.Identity {
-	id := override.IdentityOf(d)
-	id.Name = ""
-	return id
+	return override.Identity{Bus: d.Bus, Dev: d.Dev, Port: d.Port, Vendor: d.Vendor, Product: d.Product, Serial: d.Serial}
 }
 
 // loadState reads the state file at start. An unreadable file is moved
@@ -136,6 +144,9 @@ func devPtr(d reconcile.Device) *reconcile.Device { return &d }
 // domain is gone, and returns those still in force for Plan.
 func (c *Controller) endOverrides(obs reconcile.Observed, now time.Time) []reconcile.Override {
 	rt := &c.loop.rt
+	if len(rt.overrides) == 0 {
+		return nil
+	}
 	keep, ended := override.Expire(rt.overrides, override.World{Now: now, Devices: obs.Devices, Domains: obs.Domains,
 		DevicesListed: c.loop.devicesListed, DomainsListed: c.loop.domains.listed})
 	if len(ended) > 0 {
@@ -170,6 +181,9 @@ func (c *Controller) trackOffers(res reconcile.Result, now time.Time) {
 		if p.Kind == reconcile.Offered {
 			planned = append(planned, override.Planned{Device: p.Device, Domain: p.OfferedTo, Rule: p.Rule})
 		}
+	}
+	if len(planned) == 0 && len(rt.offers) == 0 {
+		return
 	}
 	open, started, gone, expired := override.TrackOffers(rt.offers, planned, now, c.opt.AskTimeout)
 	rt.offers = open
@@ -216,52 +230,80 @@ func (c *Controller) noteWorld(obs reconcile.Observed, newRules bool, cfg Config
 		c.emit(events.Event{Type: events.ConfigRejected, Diagnostics: r.Diagnostics})
 	}
 	if c.loop.devicesListed {
-		now := make(map[override.Identity]reconcile.Device, len(obs.Devices))
-		for _, d := range obs.Devices {
-			now[identity(d)] = d
-		}
-		if rt.seen != nil {
-			for _, d := range obs.Devices {
-				if _, ok := rt.seen[identity(d)]; !ok {
-					c.emit(events.Event{Type: events.DevicePlugged, Key: keyPtr(d.Key()), Device: devPtr(d)})
-				}
-			}
-			var gone []reconcile.Device
-			for id, d := range rt.seen {
-				if _, ok := now[id]; !ok {
-					gone = append(gone, d)
-				}
-			}
-			slices.SortFunc(gone, func(a, b reconcile.Device) int { return compareKeys(a.Key(), b.Key()) })
-			for _, d := range gone {
-				c.emit(events.Event{Type: events.DeviceUnplugged, Key: keyPtr(d.Key()), Device: devPtr(d)})
-			}
-		}
-		rt.seen = now
+		c.noteDevices(obs.Devices)
 	}
 	if c.loop.domains.listed {
-		now := map[string]bool{}
-		for _, d := range obs.Domains {
-			if d.State.Active() {
-				now[d.Name] = true
-			}
+		c.noteDomains(obs.Domains)
+	}
+}
+
+// noteDevices emits plug and unplug events against the devices of the last
+// sync. Nothing is allocated when nothing changed: this runs every sync.
+func (c *Controller) noteDevices(devs []reconcile.Device) {
+	rt := &c.loop.rt
+	first := rt.seen == nil
+	if first {
+		rt.seen = make(map[override.Identity]seenDevice, len(devs))
+	}
+	rt.gen++
+	for _, d := range devs {
+		id := identity(d)
+		_, known := rt.seen[id]
+		rt.seen[id] = seenDevice{dev: d, gen: rt.gen}
+		if !known && !first {
+			c.emit(events.Event{Type: events.DevicePlugged, Key: keyPtr(d.Key()), Device: devPtr(d)})
 		}
-		if rt.active != nil {
-			for _, d := range obs.Domains {
-				if now[d.Name] && !rt.active[d.Name] {
-					c.emit(events.Event{Type: events.DomainStarted, Domain: d.Name, Reason: string(d.State)})
-				}
-				if !now[d.Name] && rt.active[d.Name] {
-					c.emit(events.Event{Type: events.DomainStopped, Domain: d.Name, Reason: string(d.State)})
-				}
-			}
-			for n := range rt.active {
-				if !slices.ContainsFunc(obs.Domains, func(d reconcile.Domain) bool { return d.Name == n }) {
-					c.emit(events.Event{Type: events.DomainStopped, Domain: n, Reason: "undefined"})
-				}
-			}
+	}
+	if len(rt.seen) == len(devs) {
+		return // every device seen before is still here
+	}
+	var gone []reconcile.Device
+	for id, s := range rt.seen {
+		if s.gen != rt.gen {
+			gone = append(gone, s.dev)
+			delete(rt.seen, id)
 		}
-		rt.active = now
+	}
+	slices.SortFunc(gone, func(a, b reconcile.Device) int { return compareKeys(a.Key(), b.Key()) })
+	for _, d := range gone {
+		c.emit(events.Event{Type: events.DeviceUnplugged, Key: keyPtr(d.Key()), Device: devPtr(d)})
+	}
+}
+
+// noteDomains emits domain started and stopped events.
+func (c *Controller) noteDomains(doms []reconcile.Domain) {
+	rt := &c.loop.rt
+	first := rt.active == nil
+	if first {
+		rt.active = map[string]bool{}
+	}
+	live := 0
+	for _, d := range doms {
+		active := d.State.Active()
+		if active {
+			live++
+		}
+		if active == rt.active[d.Name] {
+			continue
+		}
+		if active {
+			rt.active[d.Name] = true
+			if !first {
+				c.emit(events.Event{Type: events.DomainStarted, Domain: d.Name, Reason: string(d.State)})
+			}
+		} else {
+			delete(rt.active, d.Name)
+			c.emit(events.Event{Type: events.DomainStopped, Domain: d.Name, Reason: string(d.State)})
+		}
+	}
+	if live == len(rt.active) {
+		return
+	}
+	for n := range rt.active { // undefined while active
+		if !slices.ContainsFunc(doms, func(d reconcile.Domain) bool { return d.Name == n }) {
+			delete(rt.active, n)
+			c.emit(events.Event{Type: events.DomainStopped, Domain: n, Reason: "undefined"})
+		}
 	}
 }
 
