@@ -38,10 +38,10 @@ type agent struct {
 	port *os.File
 	wmu  sync.Mutex // one line at a time on the port
 
-	mu      sync.Mutex       // held across fork+register and by the reaper's lookup
-	procs   map[int]*proc    // by PID, until reaped and waited for
-	running map[uint64]int   // OpRun request ID → PID, for OpCancel
-	bg      map[int]*proc    // background processes, kept for OpWait after they end
+	mu      sync.Mutex     // held across fork+register and by the reaper's lookup
+	procs   map[int]*proc  // by PID, until reaped and waited for
+	running map[uint64]int // OpRun request ID → PID, for OpCancel
+	bg      map[int]*proc  // background processes, kept for OpWait after they end
 	env     []string
 }
 
