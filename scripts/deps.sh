@@ -12,7 +12,10 @@ pkgs=(gcc libc6-dev pkg-config libvirt-dev libudev-dev
       # the tests' network namespace; systemd-analyze for the unit's test.
       libvirt-daemon-system dbus-daemon dbus-bin polkitd iproute2 systemd
       # The shells whose completion of usbctl is tested for real.
-      bash-completion fish zsh)
+      bash-completion fish zsh
+      # The real-kernel test host (internal/testhost): Debian's kernel and
+      # modules, busybox for its initramfs, USB/IP inside it.
+      linux-image-amd64 busybox-static usbip)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

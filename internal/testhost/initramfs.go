@@ -87,6 +87,9 @@ mount -t configfs configfs /newroot/sys/kernel/config
 mount -t debugfs debugfs /newroot/sys/kernel/debug
 ln -sf /proc/self/fd /newroot/dev/fd
 hostname testhost
+# No udev yet to load drivers by modalias: the USB controller's, so
+# devices plugged over QMP enumerate from the start.
+chroot /newroot /sbin/modprobe xhci_pci
 exec switch_root /newroot /run/testhost/agent agent
 `
 
