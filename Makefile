@@ -6,7 +6,7 @@ BIN      := bin
 GOFLAGS  ?=
 FUZZTIME ?= 5s
 
-.PHONY: all build deps test test-unit test-udev test-libvirt test-e2e test-package fuzz-smoke vet bench bench-smoke sandbox demo clean install uninstall deb
+.PHONY: all build deps test test-unit test-udev test-libvirt test-e2e test-kernel testhost test-package fuzz-smoke vet bench bench-smoke sandbox demo clean install uninstall deb
 
 all: build
 
@@ -40,6 +40,17 @@ test-libvirt:
 # devices; asserted with virsh. -v prints each scenario and the latency.
 test-e2e:
 	$(GO) test -count=1 -v -timeout 20m -tags umockdev -exec $(CURDIR)/scripts/umockdev-exec ./e2e/
+
+# The real usbctld and usbctl in a real-kernel test host (internal/testhost):
+# Debian's kernel under QEMU, real udev, libvirtd as Debian ships it, an L2
+# guest; devices emulated over QMP and gadgets on dummy_hcd. As root.
+test-kernel: deps
+	flock /tmp/usbctl-heavy.lock $(GO) test -count=1 -v -timeout 20m -tags testhost ./internal/testhost/ ./e2e/kernel/
+
+# A test host for work by hand: boots it, starts libvirtd inside, prints the
+# QMP socket and the share, and runs the shell lines typed at it; Ctrl-C ends.
+testhost: deps
+	$(GO) run ./internal/testhost/cmd/testhost -libvirt
 
 # Short fuzzing of every fuzz target, on top of the committed corpora.
 fuzz-smoke:
