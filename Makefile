@@ -45,7 +45,7 @@ test-e2e:
 # Debian's kernel under QEMU, real udev, libvirtd as Debian ships it, an L2
 # guest; devices emulated over QMP and gadgets on dummy_hcd. As root.
 test-kernel: deps
-	flock /tmp/usbctl-heavy.lock $(GO) test -count=1 -v -timeout 20m -tags testhost ./internal/testhost/ ./e2e/kernel/
+	$(GO) test -p 1 -count=1 -v -timeout 20m -tags testhost ./internal/testhost/ ./e2e/kernel/
 
 # A test host for work by hand: boots it, starts libvirtd inside, prints the
 # QMP socket and the share, and runs the shell lines typed at it; Ctrl-C ends.
