@@ -17,7 +17,7 @@ deps:
 	@bash scripts/deps.sh
 
 # The README's test command. Every tier runs; a tier that cannot run fails.
-test: deps vet test-unit fuzz-smoke test-udev test-libvirt test-e2e test-package bench-smoke
+test: deps vet test-unit fuzz-smoke test-udev test-libvirt test-e2e test-kernel test-package bench-smoke
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
