@@ -1,0 +1,63 @@
+#!/bin/sh
+# /init of the L2 guest: load the USB modules, then report the guest's own
+# view of its USB devices on the console whenever it changes. The lines are
+# parsed by report.go; keep the two in step.
+#
+# Under nested TCG every fork costs milliseconds, so the poll loop uses only
+# shell builtins (read, case, string compare) while nothing changes, and
+# forks hexdump only for a device with a serial when the set has changed.
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+while read -r m; do
+	insmod "/lib/modules/$m" || echo "USBCTL-L2 error insmod $m"
+done </etc/modules.order
+read -r up _ </proc/uptime
+echo "USBCTL-L2 ready uptime=$up"
+
+# One device: VID:PID:SERIAL@PORT, SERIAL hex-encoded (the kernel appends a
+# newline to the attribute, which is dropped), or "-" when the device has no
+# serial string. Fails if the device vanished while being read.
+dev() {
+	d=/sys/bus/usb/devices/$1
+	read -r v <"$d/idVendor" || return 1
+	read -r p <"$d/idProduct" || return 1
+	s=-
+	if [ -e "$d/serial" ]; then
+		s=$(hexdump -v -e '1/1 "%02x"' "$d/serial") || return 1
+		s=${s%0a}
+	fi
+	echo "$v:$p:$s@$1"
+}
+
+prev=none
+while :; do
+	# The signature: port names (root hubs usbN and interfaces N-P:C.I
+	# left out) with their devnum, which changes on re-enumeration.
+	sig=
+	for d in /sys/bus/usb/devices/*; do
+		n=${d##*/}
+		case $n in
+		usb* | *:* | \*) continue ;;
+		esac
+		read -r dn <"$d/devnum" 2>/dev/null || continue
+		sig="$sig $n/$dn"
+	done
+	if [ "$sig" != "$prev" ]; then
+		line=
+		ok=1
+		for e in $sig; do
+			if x=$(dev "${e%/*}" 2>/dev/null); then
+				line="$line $x"
+			else
+				ok=0
+			fi
+		done
+		echo "USBCTL-L2 devices$line"
+		prev=$sig
+		# A device that vanished mid-read: look again next round.
+		[ $ok = 1 ] || prev=none
+	fi
+	sleep 0.3
+done
