@@ -94,3 +94,25 @@ func bzPayload(img []byte) ([]byte, error) {
 	}
 	return img[start : start+n], nil
 }
+
+// InstalledKernel finds a kernel the guest can boot on this machine: a
+// version with both /boot/vmlinuz-VERSION and /lib/modules/VERSION (Debian's
+// linux-image-amd64). The running kernel is not preferred: on the machines
+// this project tests on it is a host kernel without USB.
+func InstalledKernel() (version, vmlinuz string, err error) {
+	ents, err := os.ReadDir("/lib/modules")
+	if err != nil {
+		return "", "", fmt.Errorf("find an installed kernel for the l2 guest: %w", err)
+	}
+	for i := len(ents) - 1; i >= 0; i-- {
+		v := ents[i].Name()
+		p := "/boot/vmlinuz-" + v
+		if _, err := os.Stat(filepath.Join("/lib/modules", v, "modules.dep")); err != nil {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return v, p, nil
+		}
+	}
+	return "", "", fmt.Errorf("find an installed kernel for the l2 guest: no /boot/vmlinuz-V with /lib/modules/V (install linux-image-amd64)")
+}
