@@ -66,9 +66,9 @@ func TestBootAttachDetach(t *testing.T) {
 		t.Fatalf("guest sees devices before any attach: %v", rep.Devices)
 	}
 
-	// Spaces, quotes, a percent sign and the report's own marker: none may
-	// split or forge a report line.
-	serial := `x y "USBCTL-L2 devices" %41`
+	// Spaces, quotes, a percent sign, a newline, a tab and the report's own
+	// marker: none may split or forge a report line.
+	serial := "x y \"USBCTL-L2 devices\" %41\n\tz"
 	for _, dev := range []map[string]any{
 		{"driver": "usb-kbd", "id": "kbd", "bus": "xhci.0"},
 		{"driver": "usb-storage", "id": "stor", "bus": "xhci.0", "drive": "stick", "serial": serial},
