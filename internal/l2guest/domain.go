@@ -30,7 +30,8 @@ type Options struct {
 	Cmdline string
 }
 
-// DomainXML is the libvirt domain of the guest: q35 under TCG (type qemu),
+// DomainXML is the libvirt domain of the guest: q35 under TCG (type qemu;
+// -machine pc measured no faster, 5.7 s against 4.6–4.9 s to ready),
 // direct kernel boot, no disk, no network, no balloon, the serial console to
 // a file, and an 8-port qemu-xhci controller for the devices under test.
 //
