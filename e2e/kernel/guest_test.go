@@ -1,0 +1,186 @@
+//go:build testhost
+
+package kernel
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/usbctl/usbctl/internal/l2guest"
+	"github.com/usbctl/usbctl/internal/testhost"
+)
+
+// linuxGuest is the Linux L2 domain of TestInGuest, beside the suite's
+// no-OS guest.
+const linuxGuest = "l2linux"
+
+// TestInGuest proves that what usbctld attaches reaches the guest's own
+// kernel, not only libvirt's XML or QEMU's monitor: a Linux L2 guest
+// (internal/l2guest) reports the USB devices in its sysfs on its console,
+// and the test waits for that report after each step of a gadget's life:
+// plugged with a serial, re-enumerated under another product id (as a
+// board entering DFU mode does), removed. One guest serves every step;
+// the times logged are boot to ready under nested TCG and, per step, the
+// gadget's bind to the guest's report.
+func TestInGuest(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	consoleLog, start := startLinuxGuest(ctx, t)
+	w := l2guest.NewWatcher(consoleLog)
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Minute)
+	rep, err := w.WaitReady(rctx)
+	rcancel()
+	if err != nil {
+		t.Fatalf("%v\nconsole tail:\n%s", err, lastLines(readFile(consoleLog), 20))
+	}
+	t.Logf("l2 linux guest: virsh start to ready %v (guest uptime at ready %ss)", time.Since(start).Round(100*time.Millisecond), rep.Uptime)
+	if len(rep.Devices) != 0 {
+		t.Fatalf("guest sees %v before any attach, want nothing", rep.Devices)
+	}
+
+	const vendor, serial = "0483", "TH-GUEST-1"
+	startDaemon(ctx, t, "guest", `
+libvirt {
+  uri = "qemu:///system"
+}
+
+domain "`+linuxGuest+`" {
+  device "board" {
+    ids    = ["`+vendor+`:5740", "`+vendor+`:df11"]
+    serial = "`+serial+`"
+  }
+}
+`)
+	// waitGuest waits for the guest's report to satisfy pred and fails
+	// with what it last said.
+	waitGuest := func(what string, pred func([]l2guest.Device) bool) []l2guest.Device {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer wcancel()
+		rep, err := w.WaitFor(wctx, pred)
+		if err != nil {
+			t.Fatalf("guest report %s: %v", what, err)
+		}
+		return rep.Devices
+	}
+
+	t0 := time.Now()
+	g, err := host.Gadget(ctx, testhost.GadgetSpec{Name: "inguest", Vendor: vendor, Product: "5740", Serial: serial, ProductName: "testhost board"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := time.Since(t0)
+	devs := waitGuest("with 0483:5740", func(devs []l2guest.Device) bool {
+		_, ok := l2guest.Find(devs, 0x0483, 0x5740)
+		return ok
+	})
+	t.Logf("plug: bind %v, seen in guest %v after bind", bound.Round(time.Millisecond), (time.Since(t0) - bound).Round(time.Millisecond))
+	if d, _ := l2guest.Find(devs, 0x0483, 0x5740); !d.HasSerial || d.Serial != serial {
+		t.Errorf("guest reports the gadget as %v, want serial %q", d, serial)
+	}
+	if len(devs) != 1 {
+		t.Errorf("guest sees %v, want only the gadget", devs)
+	}
+
+	t0 = time.Now()
+	if err := g.Reenumerate(ctx, "df11"); err != nil {
+		t.Fatal(err)
+	}
+	bound = time.Since(t0)
+	devs = waitGuest("with 0483:df11 and without 0483:5740", func(devs []l2guest.Device) bool {
+		_, old := l2guest.Find(devs, 0x0483, 0x5740)
+		_, dfu := l2guest.Find(devs, 0x0483, 0xdf11)
+		return dfu && !old
+	})
+	t.Logf("re-enumerate 5740→df11: rebind %v, seen in guest %v after rebind", bound.Round(time.Millisecond), (time.Since(t0) - bound).Round(time.Millisecond))
+	if d, _ := l2guest.Find(devs, 0x0483, 0xdf11); !d.HasSerial || d.Serial != serial {
+		t.Errorf("guest reports the re-enumerated gadget as %v, want serial %q", d, serial)
+	}
+	if len(devs) != 1 {
+		t.Errorf("guest sees %v, want only the re-enumerated gadget", devs)
+	}
+
+	t0 = time.Now()
+	if err := g.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bound = time.Since(t0)
+	waitGuest("without the gadget", func(devs []l2guest.Device) bool { return len(devs) == 0 })
+	t.Logf("remove: unbind %v, gone from guest %v after unbind", bound.Round(time.Millisecond), (time.Since(t0) - bound).Round(time.Millisecond))
+}
+
+// startLinuxGuest builds the guest's kernel and initramfs outside into the
+// share, defines and starts the domain inside, and returns the path,
+// outside, of its console log and when virsh start was called. It destroys and undefines the domain at
+// cleanup.
+//
+// DAC: QEMU runs as libvirt-qemu, which cannot traverse the test
+// process's temporary directory, so the kernel and initramfs are copied
+// inside to /var/lib/libvirt/images (root, 0711; files 0644). The console
+// log goes to a directory of the share owned by libvirt-qemu instead:
+// the share is 9p passthrough, so the file is written through to the
+// outside, where the Watcher reads it without an exec inside per poll.
+func startLinuxGuest(ctx context.Context, t *testing.T) (string, time.Time) {
+	t.Helper()
+	share, inside := host.SharedDir()
+	ver, vmlinuz, err := l2guest.InstalledKernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(share, "l2linux")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	initrd, err := l2guest.BuildInitramfs(ctx, dir, ver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel, err := l2guest.ExtractKernel(ctx, dir, vmlinuz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const images = "/var/lib/libvirt/images"
+	conDir := inside + "/l2linux/console"
+	xml, err := l2guest.DomainXML(l2guest.Options{
+		Name:       linuxGuest,
+		Kernel:     images + "/" + filepath.Base(kernel),
+		Initrd:     images + "/" + filepath.Base(initrd),
+		ConsoleLog: conDir + "/console.log",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "domain.xml"), []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	built := time.Since(t0)
+	t1 := time.Now()
+	if _, err := host.ShEnv(ctx, []string{"SRC=" + inside + "/l2linux", "IMG=" + images, "CON=" + conDir, "DOM=" + linuxGuest}, `
+mkdir -p "$IMG" && chmod 0711 "$IMG"
+install -m 0644 "$SRC/`+filepath.Base(kernel)+`" "$SRC/`+filepath.Base(initrd)+`" "$IMG/"
+mkdir -p "$CON" && chown libvirt-qemu:libvirt-qemu "$CON"
+virsh -q define "$SRC/domain.xml"`); err != nil {
+		t.Fatalf("l2 linux guest: %v", err)
+	}
+	copied := time.Since(t1)
+	t.Cleanup(func() {
+		if _, err := host.ShEnv(context.Background(), []string{"DOM=" + linuxGuest}, `virsh -q destroy "$DOM"; virsh -q undefine "$DOM"`); err != nil {
+			t.Errorf("l2 linux guest: tear down: %v", err)
+		}
+	})
+	t.Logf("l2 linux guest: kernel and initramfs built in %v, copied inside and defined in %v", built.Round(100*time.Millisecond), copied.Round(100*time.Millisecond))
+	start := time.Now()
+	if _, err := host.ShEnv(ctx, []string{"DOM=" + linuxGuest}, `virsh -q start "$DOM"`); err != nil {
+		t.Fatalf("l2 linux guest: %v", err)
+	}
+	return filepath.Join(dir, "console", "console.log"), start
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
