@@ -45,7 +45,7 @@ test-e2e:
 # Debian's kernel under QEMU, real udev, libvirtd as Debian ships it, an L2
 # guest; devices emulated over QMP and gadgets on dummy_hcd. As root.
 test-kernel: deps
-	$(GO) test -p 1 -count=1 -v -timeout 20m -tags testhost ./internal/testhost/ ./e2e/kernel/
+	$(GO) test -p 1 -count=1 -v -timeout 20m -tags testhost ./internal/testhost/ ./e2e/kernel/ ./e2e/systemd/
 
 # The same test host with a Linux L2 guest whose own sysfs must show the
 # device usbctld attached (plug, DFU re-enumeration, removal). Its boot

@@ -1,0 +1,359 @@
+//go:build testhost
+
+// Package systemd installs usbctl's own .deb on a real-kernel test host
+// booted with systemd as PID 1 (internal/testhost, Init "systemd") and
+// checks the least-privilege set-up as a user gets it: the unit started by
+// the postinst (Type=notify), usbctld running as the user usbctl with no
+// capabilities, the exposure systemd-analyze gives the live unit, an
+// attach through libvirtd's polkit rule for the group libvirt, reload,
+// the control socket's permissions, stop, remove and purge.
+//
+//	make test-kernel   (go test -tags testhost ./e2e/systemd/, as root)
+//
+// One test host serves the suite and the tests run in order, each on the
+// state the previous one left (the package installed, a device attached):
+// that is the order a user meets them in, and a boot costs about a minute.
+package systemd
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usbctl/usbctl/internal/testhost"
+)
+
+// suite is what TestMain sets up for the tests.
+type suite struct {
+	h   *testhost.Host
+	deb string // the package, inside
+}
+
+// s is the suite's test host, booted by TestMain.
+var s suite
+
+// guest is the L2 domain the tests attach to.
+const guest = "l2"
+
+// guestXML: as e2e/kernel's (q35, 64 MiB, no OS, an xHCI, TCG).
+const guestXML = `<domain type='qemu'>
+  <name>` + guest + `</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='usb' model='qemu-xhci' ports='8'/>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`
+
+// maxExposure is issue 14's target for systemd-analyze security.
+const maxExposure = 2.0
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "systemd: must run as root (QEMU's 9p passthrough of /): make test-kernel")
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	// The package is built while the test host boots: the boot mostly
+	// waits on TCG, the build on the go tool.
+	debDir, err := os.MkdirTemp("", "usbctl-deb-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "systemd:", err)
+		return 1
+	}
+	defer os.RemoveAll(debDir)
+	build := exec.CommandContext(ctx, "../../scripts/deb.sh")
+	build.Env = append(os.Environ(), "OUTDIR="+debDir, "LINTIAN=0")
+	var buildOut strings.Builder
+	build.Stdout, build.Stderr = &buildOut, &buildOut
+	t0 := time.Now()
+	if err := build.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "systemd: scripts/deb.sh:", err)
+		return 1
+	}
+	h, err := testhost.Boot(ctx, testhost.Options{Init: "systemd", Log: log})
+	tBoot := time.Since(t0)
+	berr := build.Wait()
+	tBuild := time.Since(t0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "systemd:", err)
+		return 1
+	}
+	defer h.Close()
+	if berr != nil {
+		fmt.Fprintf(os.Stderr, "systemd: scripts/deb.sh: %v\n%s", berr, buildOut.String())
+		return 1
+	}
+	debs, _ := filepath.Glob(filepath.Join(debDir, "usbctl_*.deb"))
+	if len(debs) != 1 {
+		fmt.Fprintf(os.Stderr, "systemd: scripts/deb.sh made %d packages in %s\n", len(debs), debDir)
+		return 1
+	}
+	share, inside := h.SharedDir()
+	b, err := os.ReadFile(debs[0])
+	if err == nil {
+		err = os.WriteFile(filepath.Join(share, "usbctl.deb"), b, 0o644)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(share, guest+".xml"), []byte(guestXML), 0o644)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "systemd:", err)
+		return 1
+	}
+
+	// libvirtd answers a non-root client only after polkit said yes, and
+	// polkitd is reached over the system bus: both from their units.
+	t1 := time.Now()
+	if _, err := h.Sh(ctx, "systemctl start dbus.service polkit.service"); err != nil {
+		fmt.Fprintln(os.Stderr, "systemd: dbus and polkit:", err)
+		return 1
+	}
+	if err := h.SetupLibvirt(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "systemd:", err)
+		return 1
+	}
+	if _, err := h.Sh(ctx, "virsh -q define "+inside+"/"+guest+".xml && virsh -q start "+guest); err != nil {
+		fmt.Fprintln(os.Stderr, "systemd: guest:", err)
+		return 1
+	}
+	tSetup := time.Since(t1)
+	s = suite{h: h, deb: inside + "/usbctl.deb"}
+	t2 := time.Now()
+	code := m.Run()
+	fmt.Printf("systemd: boot %v, deb.sh %v (alongside), dbus+polkit+libvirt+guest %v, tests %v\n",
+		tBoot.Round(100*time.Millisecond), tBuild.Round(100*time.Millisecond), tSetup.Round(100*time.Millisecond), time.Since(t2).Round(100*time.Millisecond))
+	return code
+}
+
+// sh runs a script inside and fails the test on a non-zero exit, with the
+// unit's journal tail, which is where usbctld says why.
+func sh(ctx context.Context, t *testing.T, script string) string {
+	t.Helper()
+	out, err := s.h.Sh(ctx, script)
+	if err != nil {
+		j, _ := s.h.Sh(ctx, "journalctl -u usbctld --no-pager -n 30 -o cat")
+		t.Fatalf("%v\n%s\njournal of usbctld:\n%s", err, out, j)
+	}
+	return strings.TrimSpace(out)
+}
+
+// waitHostdev polls inside until the hostdev alias is in the guest's live
+// XML (want) or not (!want).
+func waitHostdev(ctx context.Context, t *testing.T, alias string, want bool) {
+	t.Helper()
+	cond := `virsh dumpxml "$DOM" | grep -q "<alias name='$A'/>"`
+	if !want {
+		cond = "! { " + cond + "; }"
+	}
+	_, err := s.h.ShEnv(ctx, []string{"A=" + alias, "DOM=" + guest}, `
+for i in $(seq 150); do
+	if `+cond+`; then exit 0; fi
+	sleep 0.2
+done
+virsh dumpxml "$DOM" | grep -A8 '<hostdev' >&2
+exit 1`)
+	if err != nil {
+		t.Fatalf("hostdev %s (want attached: %v): %v", alias, want, err)
+	}
+}
+
+// deviceAlias polls inside for the USB device vendor:product and returns
+// its libvirt alias, ua-usbctl-BBB-DDD.
+func deviceAlias(ctx context.Context, t *testing.T, vendor, product string) string {
+	t.Helper()
+	out, err := s.h.ShEnv(ctx, []string{"V=" + vendor, "P=" + product}, `
+for i in $(seq 100); do
+	for d in /sys/bus/usb/devices/*; do
+		[ -e "$d/idVendor" ] || continue
+		if [ "$(cat "$d/idVendor")" = "$V" ] && [ "$(cat "$d/idProduct")" = "$P" ]; then
+			printf 'ua-usbctl-%03d-%03d\n' "$(cat "$d/busnum")" "$(cat "$d/devnum")"
+			exit 0
+		fi
+	done
+	sleep 0.1
+done
+echo "no $V:$P in /sys/bus/usb/devices" >&2; exit 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+// alias is the hostdev TestAttachAsUsbctl attached; the later tests check
+// it stays.
+var alias string
+
+var exposureRe = regexp.MustCompile(`Overall exposure level for usbctld\.service: ([0-9.]+)`)
+
+// TestDebInstall: dpkg -i as a user would, on a running systemd. The
+// postinst's start returns only once usbctld said READY=1 (Type=notify,
+// after its first complete sync), so the unit is active the moment dpkg
+// is done; it runs as usbctl with no capabilities, and the live unit's
+// exposure is within the target.
+func TestDebInstall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	sh(ctx, t, "dpkg -i "+s.deb+" >/dev/null && systemctl is-active usbctld && systemctl is-enabled usbctld")
+	t.Logf("dpkg -i to active %v", time.Since(start).Round(time.Millisecond))
+	out := sh(ctx, t, `
+u=$(id -u usbctl)
+id -nG usbctl | tr ' ' '\n' | grep -qx libvirt || { echo "usbctl is not in libvirt: $(id usbctl)" >&2; exit 1; }
+[ "$(systemctl show -p Type --value usbctld)" = notify ] || { echo "Type is not notify" >&2; exit 1; }
+[ "$(systemctl show -p User --value usbctld)" = usbctl ] || { echo "User is not usbctl" >&2; exit 1; }
+pid=$(systemctl show -p MainPID --value usbctld)
+[ "$pid" -gt 0 ] || { echo "no MainPID" >&2; exit 1; }
+grep -E '^(Uid|Gid|CapEff|CapPrm|CapBnd|NoNewPrivs):' /proc/$pid/status
+awk -v u="$u" '/^Uid:/ { for (i = 2; i <= 5; i++) if ($i != u) exit 1 }' /proc/$pid/status || { echo "not every uid of $pid is $u" >&2; exit 1; }
+for c in CapEff CapPrm CapBnd; do
+	grep -q "^$c:[[:space:]]*0000000000000000$" /proc/$pid/status || { echo "$c is not 0" >&2; exit 1; }
+done`)
+	t.Logf("%s", out)
+	out = sh(ctx, t, "systemd-analyze security --no-pager usbctld.service | tail -3")
+	m := exposureRe.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no exposure in systemd-analyze security's output:\n%s", out)
+	}
+	e, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("systemd-analyze security usbctld (live unit): %s", strings.TrimSpace(m[0]))
+	if e > maxExposure {
+		t.Fatalf("exposure %.1f > %.1f", e, maxExposure)
+	}
+}
+
+// rule is the conf.d file TestAttachAsUsbctl writes: the emulated
+// keyboard (usb-kbd is 0627:0001) to the guest.
+const rule = `domain "` + guest + `" {
+  device "keyboard" {
+    vendor  = "0627"
+    product = "0001"
+  }
+}
+`
+
+// TestAttachAsUsbctl: a rule dropped into /etc/usbctl/conf.d and a
+// systemctl reload, then a device plugged: usbctld, running as usbctl,
+// attaches it to the running guest of the libvirtd systemd started,
+// which let it in through polkit's rule for the group libvirt.
+func TestAttachAsUsbctl(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	share, inside := s.h.SharedDir()
+	if err := os.WriteFile(filepath.Join(share, "l2.hcl"), []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sh(ctx, t, "install -m 0644 "+inside+"/l2.hcl /etc/usbctl/conf.d/l2.hcl && systemctl reload usbctld && systemctl is-active usbctld")
+	start := time.Now()
+	if err := s.h.Plug(ctx, testhost.EmulatedDevice{ID: "kbd1", Driver: "usb-kbd"}); err != nil {
+		t.Fatal(err)
+	}
+	alias = deviceAlias(ctx, t, "0627", "0001")
+	waitHostdev(ctx, t, alias, true)
+	t.Logf("usb-kbd %s attached by usbctld (user usbctl) %v after device_add", alias, time.Since(start).Round(time.Millisecond))
+	// The attach went through polkit: libvirtd asked it about usbctl.
+	out := sh(ctx, t, "/usr/bin/usbctl status | grep -i keyboard")
+	t.Logf("usbctl status: %s", out)
+}
+
+// TestReloadAndBrokenReload: a config that does not parse, then systemctl
+// reload: the unit stays active, the rules in force stay (the device stays
+// attached) and the journal says which file and line.
+func TestReloadAndBrokenReload(t *testing.T) {
+	if alias == "" {
+		t.Fatal("no device attached: TestAttachAsUsbctl failed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out := sh(ctx, t, `
+printf 'domain "l2" {\n  device "x" {\n    vendor = \n  }\n' > /etc/usbctl/conf.d/broken.hcl
+since=$(date '+%Y-%m-%d %H:%M:%S')
+systemctl reload usbctld
+for i in $(seq 100); do
+	l=$(journalctl -u usbctld --no-pager -o cat --since "$since" | grep 'broken.hcl:[0-9]') && { echo "$l"; break; }
+	sleep 0.2
+done
+[ -n "$l" ] || { echo "no broken.hcl:LINE in the journal" >&2; exit 1; }
+systemctl is-active usbctld`)
+	t.Logf("journal: %s", out)
+	waitHostdev(ctx, t, alias, true)
+	// Mended, a reload is accepted again.
+	sh(ctx, t, "rm /etc/usbctl/conf.d/broken.hcl && systemctl reload usbctld && sleep 1 && systemctl is-active usbctld")
+	waitHostdev(ctx, t, alias, true)
+}
+
+// TestSocketAccess: usbctl status works for root and for a member of the
+// group usbctl (the socket's, mode 0660), and is refused to anyone else
+// with a message naming the socket.
+func TestSocketAccess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out := sh(ctx, t, `
+useradd -M -G usbctl alice && useradd -M bob
+ls -l /run/usbctl/usbctl.sock
+/usr/bin/usbctl status >/dev/null
+runuser -u alice -- /usr/bin/usbctl status >/dev/null
+if runuser -u bob -- /usr/bin/usbctl status >/tmp/bob.out 2>/tmp/bob.err; then echo "bob was let in" >&2; exit 1; fi
+cat /tmp/bob.err`)
+	t.Logf("%s", out)
+	if !strings.Contains(strings.ToLower(out), "permission denied") || !strings.Contains(out, "/run/usbctl/usbctl.sock") {
+		t.Fatalf("the refusal does not say permission denied on /run/usbctl/usbctl.sock:\n%s", out)
+	}
+}
+
+// TestStopLeavesDevices: systemctl stop gives nothing back: guests keep
+// their devices across a stop, restart or upgrade.
+func TestStopLeavesDevices(t *testing.T) {
+	if alias == "" {
+		t.Fatal("no device attached: TestAttachAsUsbctl failed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	sh(ctx, t, "systemctl stop usbctld && ! systemctl is-active usbctld && sleep 2")
+	waitHostdev(ctx, t, alias, true)
+}
+
+// TestRemovePurge: dpkg -r removes the unit (masked, as dh_installsystemd
+// does, until purged) and keeps the conffiles; dpkg -P removes them and
+// /etc/usbctl; the system user stays, as Debian leaves system users.
+func TestRemovePurge(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out := sh(ctx, t, `
+dpkg -r usbctl >/dev/null
+[ ! -e /lib/systemd/system/usbctld.service ] || { echo "unit file still there" >&2; exit 1; }
+! systemctl is-active usbctld >/dev/null
+echo "after remove: LoadState=$(systemctl show -p LoadState --value usbctld)"
+[ -e /etc/usbctl/usbctl.hcl ] || { echo "remove took the conffile" >&2; exit 1; }
+# The rule file is the admin's, not the package's: dpkg leaves it, and
+# with it the directory; gone, the purge can take /etc/usbctl.
+rm /etc/usbctl/conf.d/l2.hcl
+dpkg -P usbctl >/dev/null
+[ ! -e /etc/usbctl ] || { echo "/etc/usbctl after purge: $(find /etc/usbctl)" >&2; exit 1; }
+! dpkg-statoverride --list /etc/usbctl/conf.d >/dev/null
+echo "after purge: LoadState=$(systemctl show -p LoadState --value usbctld)"
+id usbctl`)
+	t.Logf("%s", out)
+}
