@@ -1,4 +1,4 @@
-//go:build testhost
+//go:build testhost && testsystemd
 
 // Package systemd installs usbctl's own .deb on a real-kernel test host
 // booted with systemd as PID 1 (internal/testhost, Init "systemd") and
