@@ -6,7 +6,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 )
