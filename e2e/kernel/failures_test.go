@@ -263,10 +263,7 @@ domain "`+guest+`" {
   }
 }
 `)
-	g, err := host.Gadget(ctx, testhost.GadgetSpec{Name: "reenum", Vendor: "1d6b", Product: "0104", Serial: "TH-REENUM-1", ProductName: "testhost board"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, remove := gadget(ctx, t, testhost.GadgetSpec{Name: "reenum", Vendor: "1d6b", Product: "0104", Serial: "TH-REENUM-1", ProductName: "testhost board"})
 	old := fmt.Sprintf("ua-usbctl-%03d-%03d", g.Bus, g.Dev)
 	waitHostdev(ctx, t, old, true)
 
@@ -293,10 +290,32 @@ domain "`+guest+`" {
 	if st := d.status(ctx, t); strings.Contains(st, `"pending"`) {
 		t.Errorf("usbctl status, want nothing pending:\n%s", st)
 	}
-	if err := g.Remove(ctx); err != nil {
+	remove()
+	waitHostdev(ctx, t, cur, false)
+}
+
+// gadget creates a gadget that is removed at the end of the test unless
+// the test removed it (remove): a failed test leaves its UDC free for the
+// next one.
+func gadget(ctx context.Context, t *testing.T, spec testhost.GadgetSpec) (g *testhost.Gadget, remove func()) {
+	t.Helper()
+	g, err := host.Gadget(ctx, spec)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitHostdev(ctx, t, cur, false)
+	done := false
+	remove = func() {
+		t.Helper()
+		if done {
+			return
+		}
+		done = true
+		if err := g.Remove(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(remove)
+	return g, remove
 }
 
 // grepLines returns the lines of s that contain sub.
@@ -308,4 +327,265 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return b.String()
+}
+
+// defineGuest defines and starts an extra L2 domain from xml, and
+// destroys and undefines it at the end of the test.
+func defineGuest(ctx context.Context, t *testing.T, name, xml string) {
+	t.Helper()
+	share, inside := host.SharedDir()
+	if err := os.WriteFile(filepath.Join(share, name+".xml"), []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := host.Sh(context.Background(), "virsh -q destroy "+name+"; virsh -q undefine "+name); err != nil {
+			t.Log(err)
+		}
+	})
+	if _, err := host.Sh(ctx, "virsh -q define "+inside+"/"+name+".xml && virsh -q start "+name); err != nil {
+		t.Fatalf("guest %s: %v", name, err)
+	}
+}
+
+// smallGuestXML is an L2 domain like the suite's, with a controller of
+// one USB 2 port (qemu-xhci ports='1': p2=1, p3=1; a high-speed gadget
+// takes the USB 2 one, and libvirt's address allocation has no second).
+func smallGuestXML(name, controller string) string {
+	return `<domain type='qemu'>
+  <name>` + name + `</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    ` + controller + `
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`
+}
+
+// TestFreePortRetry: a guest whose controller is full; the next device
+// waits in status with the fix ("No free USB ports" from libvirt), and is
+// attached at once when the first one leaves — not when its backoff ends.
+func TestFreePortRetry(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	const dom = "l2p"
+	defineGuest(ctx, t, dom, smallGuestXML(dom, `<controller type='usb' model='qemu-xhci' ports='1'/>`))
+	d := newFailDaemon(ctx, t, "ports", `
+libvirt {
+  uri = "qemu:///system"
+}
+
+domain "`+dom+`" {
+  device "first" {
+    vendor  = "1d6b"
+    product = "0104"
+    serial  = "TH-PORT-1"
+  }
+  device "second" {
+    vendor  = "1d6b"
+    product = "0105"
+    serial  = "TH-PORT-2"
+  }
+}
+`)
+	g1, remove1 := gadget(ctx, t, testhost.GadgetSpec{Name: "port1", Vendor: "1d6b", Product: "0104", Serial: "TH-PORT-1"})
+	a1 := fmt.Sprintf("ua-usbctl-%03d-%03d", g1.Bus, g1.Dev)
+	waitOnly(ctx, t, dom, a1, 30*time.Second)
+
+	g2, _ := gadget(ctx, t, testhost.GadgetSpec{Name: "port2", Vendor: "1d6b", Product: "0105", Serial: "TH-PORT-2"})
+	a2 := fmt.Sprintf("ua-usbctl-%03d-%03d", g2.Bus, g2.Dev)
+	// The second waits: status shows it pending with libvirt's reason and
+	// the fix.
+	var st string
+	for i := 0; ; i++ {
+		st = d.status(ctx, t)
+		if strings.Contains(st, `"pending"`) && strings.Contains(st, a2) && strings.Contains(st, `"fix"`) {
+			break
+		}
+		if i == 20 {
+			t.Fatalf("want %s pending with a fix in usbctl status:\n%s", a2, st)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("pending: %s", grepLines(st, `"last_error"`)+grepLines(st, `"fix"`)+grepLines(st, `"next_retry"`))
+	if out, err := host.ShEnv(ctx, []string{"SOCK=" + d.sock}, bin+`/usbctl --socket "$SOCK" status`); err == nil {
+		t.Logf("usbctl status (human):\n%s", out)
+	}
+	waitOnly(ctx, t, dom, a1, time.Second)
+	// Let it back off a while: a hot loop would show in the count.
+	time.Sleep(10 * time.Second)
+	_, failedBefore := attachAttempts(d.log(t), a2)
+	t.Logf("attach attempts for %s while the port was taken (~%v): %d failed", a2, 10*time.Second, failedBefore)
+	if failedBefore < 1 || failedBefore > 4 {
+		t.Errorf("attach attempts for %s while the port was taken: %d failed; want 1–4 (backoff, no hot loop)", a2, failedBefore)
+	}
+
+	start := time.Now()
+	remove1()
+	removed := time.Since(start)
+	waitOnly(ctx, t, dom, a2, 30*time.Second)
+	took := time.Since(start)
+	t.Logf("%s attached %v after the first device's removal began (the removal itself took %v)", a2, took.Round(time.Millisecond), removed.Round(time.Millisecond))
+	if took > removed+4*time.Second {
+		t.Errorf("%s attached %v after the port freed: want at once (within ~3 s of the removal), not at its backoff", a2, took-removed)
+	}
+	ok, failed := attachAttempts(d.log(t), a2)
+	t.Logf("attach attempts for %s: %d ok, %d failed", a2, ok, failed)
+	if ok != 1 || failed > failedBefore+1 {
+		t.Errorf("attach attempts for %s: %d ok, %d failed (%d before the port freed)", a2, ok, failed, failedBefore)
+	}
+}
+
+// TestUdevStorm: `udevadm trigger --action=change` over all of /sys in a
+// loop while three gadgets are plugged: udevd floods usbctld's netlink
+// socket (it may overrun and resync); the end state must be right — all
+// three attached, each once.
+func TestUdevStorm(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	d := newFailDaemon(ctx, t, "storm", `
+libvirt {
+  uri = "qemu:///system"
+}
+
+domain "`+guest+`" {
+  device "s1" {
+    vendor  = "1d6b"
+    product = "0111"
+  }
+  device "s2" {
+    vendor  = "1d6b"
+    product = "0112"
+  }
+  device "s3" {
+    vendor  = "1d6b"
+    product = "0113"
+  }
+}
+`)
+	start := time.Now()
+	storm, err := host.Start(ctx, "storm", "sh", "-c", `for i in $(seq 20); do udevadm trigger --action=change; done`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var aliases []string
+	for i := 1; i <= 3; i++ {
+		g, _ := gadget(ctx, t, testhost.GadgetSpec{Name: fmt.Sprintf("storm%d", i), Vendor: "1d6b", Product: fmt.Sprintf("011%d", i)})
+		aliases = append(aliases, fmt.Sprintf("ua-usbctl-%03d-%03d", g.Bus, g.Dev))
+	}
+	t.Logf("3 gadgets plugged %v into the storm", time.Since(start).Round(time.Millisecond))
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Minute)
+	code, err := storm.Wait(wctx)
+	wcancel()
+	if err != nil || code != 0 {
+		t.Fatalf("storm: exit %d, %v", code, err)
+	}
+	t.Logf("storm of 20 triggers over /sys done after %v", time.Since(start).Round(time.Millisecond))
+	// Everything settles: all three attached, no more, each once.
+	deadline := time.Now().Add(60 * time.Second)
+	var xml, qemu []string
+	for {
+		xml, qemu = usbctlHostdevs(ctx, t, guest)
+		if sameSet(xml, aliases) && sameSet(qemu, aliases) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want %q attached to %s: live XML has %q, info usb has %q", aliases, guest, xml, qemu)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Logf("all of %q attached %v after the first plug", aliases, time.Since(start).Round(time.Millisecond))
+	log := d.log(t)
+	for _, a := range aliases {
+		ok, failed := attachAttempts(log, a)
+		t.Logf("attach attempts for %s: %d ok, %d failed", a, ok, failed)
+		if ok != 1 || failed > 1 {
+			t.Errorf("attach attempts for %s: %d ok, %d failed; want exactly one attach", a, ok, failed)
+		}
+	}
+	for _, k := range []string{"overrun", "resync", "ENOBUFS", "no buffer space"} {
+		if s := grepLines(log, k); s != "" {
+			t.Logf("log on %q:\n%s", k, lastLines(s, 5))
+		}
+	}
+	if st := d.status(ctx, t); strings.Contains(st, `"pending"`) {
+		t.Errorf("usbctl status, want nothing pending:\n%s", st)
+	}
+}
+
+// sameSet: a and b hold the same strings, each once.
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, s := range a {
+		seen[s]++
+	}
+	for _, s := range b {
+		if seen[s] != 1 {
+			return false
+		}
+		seen[s]++
+	}
+	return true
+}
+
+// TestSpeedMismatch: a high-speed device (a dummy_hcd gadget, whose ACM
+// bulk endpoints of 512 bytes rule out QEMU's full-speed compatibility)
+// for a guest whose only USB controller is a UHCI (full speed). QEMU
+// refuses it; usbctl status must say why, with the fix, and usbctld must
+// wait for a change instead of retrying.
+func TestSpeedMismatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	const dom = "l2s"
+	defineGuest(ctx, t, dom, smallGuestXML(dom, `<controller type='usb' model='piix3-uhci'/>`))
+	d := newFailDaemon(ctx, t, "speed", `
+libvirt {
+  uri = "qemu:///system"
+}
+
+domain "`+dom+`" {
+  device "fast" {
+    vendor  = "1d6b"
+    product = "0121"
+  }
+}
+`)
+	g, _ := gadget(ctx, t, testhost.GadgetSpec{Name: "fast", Vendor: "1d6b", Product: "0121"})
+	alias := fmt.Sprintf("ua-usbctl-%03d-%03d", g.Bus, g.Dev)
+	if out, err := host.Sh(ctx, fmt.Sprintf("cat /sys/bus/usb/devices/%s/speed", g.Port)); err == nil {
+		t.Logf("%s (%s) speed %s Mb/s", alias, g.Port, strings.TrimSpace(out))
+	}
+	var st string
+	for i := 0; ; i++ {
+		st = d.status(ctx, t)
+		if strings.Contains(st, `"pending"`) && strings.Contains(st, alias) && strings.Contains(st, `"last_error"`) {
+			break
+		}
+		xml, _ := usbctlHostdevs(ctx, t, dom)
+		if i == 20 || len(xml) > 0 {
+			t.Fatalf("want %s pending in usbctl status (live XML has %q):\n%s", alias, xml, st)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("status:\n%s", grepLines(st, `"last_error"`)+grepLines(st, `"fix"`)+grepLines(st, `"permanent"`)+grepLines(st, `"next_retry"`))
+	if out, err := host.ShEnv(ctx, []string{"SOCK=" + d.sock}, bin+`/usbctl --socket "$SOCK" status`); err == nil {
+		t.Logf("usbctl status (human):\n%s", out)
+	}
+	time.Sleep(15 * time.Second)
+	log := d.log(t)
+	_, failed := attachAttempts(log, alias)
+	t.Logf("failed attach lines:\n%s", lastLines(grepLines(log, `msg="attach failed"`), 3))
+	st = d.status(ctx, t)
+	if !strings.Contains(st, "speed") || !strings.Contains(st, `"fix"`) || !strings.Contains(st, `"permanent": true`) {
+		t.Errorf("usbctl status does not explain the speed mismatch as a permanent failure with a fix:\n%s", st)
+	}
+	if failed > 1 {
+		t.Errorf("attach attempts for %s over ~15 s: %d failed; want one (wait for a change, no retry)", alias, failed)
+	}
 }
