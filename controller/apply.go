@@ -48,6 +48,9 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 			c.emit(events.Event{Type: typ, Key: keyPtr(a.Key), Device: a.Device, Domain: a.Domain, Reason: a.Reason})
 			continue
 		}
+		if a.Kind == reconcile.Attach {
+			err = explainSpeed(err, a.Device, c.loop.domains.byName[a.Domain])
+		}
 		f := fs.failedNow(id, err, now)
 		c.emit(events.Event{Type: events.Failed, Key: keyPtr(a.Key), Device: a.Device, Domain: a.Domain, Action: a.Kind, Reason: a.Reason, Error: err.Error(), Until: f.next})
 		c.opt.Observer.ActionDone(a.Kind, err, f.class)

@@ -112,3 +112,34 @@ func (fs *failures) get(id actionID) (*failed, bool) {
 	f, ok := fs.byAction[id]
 	return f, ok
 }
+
+// speedError is a refused attach that the device's speed explains: the
+// guest's USB controllers cannot take it (reconcile.SpeedMismatch). It
+// is permanent: retrying changes nothing until the domain changes (a new
+// controller needs its restart) or the device does.
+type speedError struct {
+	err error
+	why string
+}
+
+func (e *speedError) Error() string { return e.err.Error() + ": likely because " + e.why }
+func (e *speedError) Unwrap() error { return e.err }
+func (e *speedError) Fix() string {
+	return "give the domain a controller that takes it, <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit; applies at its next start), or plug the device into a slower port; usbctl tries again when the domain or the device changes"
+}
+func (e *speedError) FailureClass() failure.Class { return failure.Permanent }
+
+// explainSpeed turns an attach failure with no meaning of its own (a
+// transient one that waits for nothing, as libvirt's "failed to open
+// host usb device" or QEMU's speed mismatch are) into a speedError when
+// the device's speed is above every USB controller of the domain.
+func explainSpeed(err error, dev *reconcile.Device, dom reconcile.Domain) error {
+	if dev == nil || failure.ClassOf(err) != failure.Transient || failure.WakeOf(err) != failure.WakeNone {
+		return err
+	}
+	why, ok := reconcile.SpeedMismatch(dev.Speed, dom.USBControllers)
+	if !ok {
+		return err
+	}
+	return &speedError{err: err, why: why}
+}

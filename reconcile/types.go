@@ -65,6 +65,9 @@ type Device struct {
 	ProductName      string   `json:"product_name,omitempty"`
 	// DevPath is the kernel devpath (/devices/...), the identity udev uses.
 	DevPath string `json:"devpath,omitempty"`
+	// Speed is the sysfs "speed" in Mb/s ("1.5", "12", "480", "5000"...):
+	// what explains a guest controller refusing the device (SpeedMismatch).
+	Speed string `json:"speed,omitempty"`
 }
 
 // Key returns the bus/device number pair that identifies d.
@@ -133,6 +136,10 @@ type Domain struct {
 	UUID     string      `json:"uuid,omitempty"`
 	State    DomainState `json:"state"`
 	Hostdevs []Hostdev   `json:"hostdevs,omitempty"`
+	// USBControllers are the models of its live USB controllers
+	// ("qemu-xhci", "piix3-uhci"; "" for libvirt's default), read with
+	// the hostdevs, for SpeedMismatch.
+	USBControllers []string `json:"usb_controllers,omitempty"`
 }
 
 // Observed is the world as seen at one moment: present devices and all

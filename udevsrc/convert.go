@@ -51,6 +51,7 @@ func DeviceFromUdev(props map[string]string, attr func(name string) string) (rec
 	// ID_SERIAL_SHORT replaces unusual characters.
 	d.Serial = firstNonEmpty(attr("serial"), props["ID_SERIAL_SHORT"])
 	d.Port = portFromDevpath(devpath)
+	d.Speed = attr("speed")
 	d.Class = classOf(attr("bDeviceClass"), props["TYPE"])
 	d.InterfaceClasses = interfaceClasses(props["ID_USB_INTERFACES"])
 	d.Manufacturer = firstNonEmpty(attr("manufacturer"), props["ID_VENDOR_FROM_DATABASE"], props["ID_VENDOR"])

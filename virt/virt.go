@@ -414,11 +414,11 @@ func readDomain(d *libvirt.Domain) (reconcile.Domain, error) {
 	if err != nil {
 		return reconcile.Domain{}, classify(err, "xml of domain "+name)
 	}
-	_, uuid, hs, err := ParseDomainXML(doc)
+	_, uuid, hs, usb, err := parseDomainXML(doc)
 	if err != nil {
 		return reconcile.Domain{}, fmt.Errorf("domain %s: %w", name, err)
 	}
-	out.UUID, out.Hostdevs = uuid, hs
+	out.UUID, out.Hostdevs, out.USBControllers = uuid, hs, usb
 	return out, nil
 }
 

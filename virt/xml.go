@@ -46,14 +46,27 @@ type domainHostdevs struct {
 	UUID    string   `xml:"uuid"`
 	Devices struct {
 		Hostdevs []libvirtxml.DomainHostdev `xml:"hostdev"`
+		// Controllers: only their type and model, which say what
+		// speeds the guest takes (reconcile.SpeedMismatch).
+		Controllers []struct {
+			Type  string `xml:"type,attr"`
+			Model string `xml:"model,attr"`
+		} `xml:"controller"`
 	} `xml:"devices"`
 }
 
 // ParseDomainXML reads the USB hostdevs of a domain's live XML.
 func ParseDomainXML(doc string) (name, uuid string, hostdevs []reconcile.Hostdev, err error) {
+	name, uuid, hostdevs, _, err = parseDomainXML(doc)
+	return name, uuid, hostdevs, err
+}
+
+// parseDomainXML is ParseDomainXML and the models of the domain's USB
+// controllers (but "none", which is no controller).
+func parseDomainXML(doc string) (name, uuid string, hostdevs []reconcile.Hostdev, usbModels []string, err error) {
 	var d domainHostdevs
 	if err := xml.Unmarshal([]byte(doc), &d); err != nil {
-		return "", "", nil, fmt.Errorf("parse domain xml: %w", err)
+		return "", "", nil, nil, fmt.Errorf("parse domain xml: %w", err)
 	}
 	for _, h := range d.Devices.Hostdevs {
 		if h.SubsysUSB == nil {
@@ -61,7 +74,12 @@ func ParseDomainXML(doc string) (name, uuid string, hostdevs []reconcile.Hostdev
 		}
 		hostdevs = append(hostdevs, hostdevOf(h))
 	}
-	return d.Name, d.UUID, hostdevs, nil
+	for _, c := range d.Devices.Controllers {
+		if c.Type == "usb" && c.Model != "none" {
+			usbModels = append(usbModels, c.Model)
+		}
+	}
+	return d.Name, d.UUID, hostdevs, usbModels, nil
 }
 
 func hostdevOf(h libvirtxml.DomainHostdev) reconcile.Hostdev {

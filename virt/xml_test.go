@@ -134,3 +134,21 @@ func TestParseDomainXMLAmongOtherDevices(t *testing.T) {
 		t.Fatal("a document that is not a domain parsed")
 	}
 }
+
+// TestParseUSBControllers: the models of the live USB controllers, without
+// "none" and other controller types.
+func TestParseUSBControllers(t *testing.T) {
+	doc := `<domain><name>l2s</name><devices>
+<controller type='usb' index='0' model='piix3-uhci'><alias name='usb'/></controller>
+<controller type='pci' index='0' model='pcie-root'/>
+<controller type='usb' index='1' model='none'/>
+<controller type='usb' index='2'/>
+</devices></domain>`
+	_, _, _, models, err := parseDomainXML(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(models) != 2 || models[0] != "piix3-uhci" || models[1] != "" {
+		t.Errorf("usb controller models %q, want [piix3-uhci \"\"]", models)
+	}
+}
