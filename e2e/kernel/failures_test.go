@@ -470,7 +470,7 @@ domain "`+guest+`" {
 }
 `)
 	start := time.Now()
-	storm, err := host.Start(ctx, "storm", "sh", "-c", `for i in $(seq 20); do udevadm trigger --action=change; done`)
+	storm, err := host.Start(ctx, "storm", "sh", "-c", `for i in $(seq 10); do udevadm trigger --action=change; done`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +486,7 @@ domain "`+guest+`" {
 	if err != nil || code != 0 {
 		t.Fatalf("storm: exit %d, %v", code, err)
 	}
-	t.Logf("storm of 20 triggers over /sys done after %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("storm of 10 triggers over /sys done after %v", time.Since(start).Round(time.Millisecond))
 	// Everything settles: all three attached, no more, each once.
 	deadline := time.Now().Add(60 * time.Second)
 	var xml, qemu []string
@@ -535,60 +535,4 @@ func sameSet(a, b []string) bool {
 		seen[s]++
 	}
 	return true
-}
-
-// TestSpeedMismatch: a high-speed device (a dummy_hcd gadget, whose ACM
-// bulk endpoints of 512 bytes rule out QEMU's full-speed compatibility)
-// for a guest whose only USB controller is a UHCI (full speed). QEMU
-// refuses it; usbctl status must say why, with the fix, and usbctld must
-// wait for a change instead of retrying.
-func TestSpeedMismatch(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	const dom = "l2s"
-	defineGuest(ctx, t, dom, smallGuestXML(dom, `<controller type='usb' model='piix3-uhci'/>`))
-	d := newFailDaemon(ctx, t, "speed", `
-libvirt {
-  uri = "qemu:///system"
-}
-
-domain "`+dom+`" {
-  device "fast" {
-    vendor  = "1d6b"
-    product = "0121"
-  }
-}
-`)
-	g, _ := gadget(ctx, t, testhost.GadgetSpec{Name: "fast", Vendor: "1d6b", Product: "0121"})
-	alias := fmt.Sprintf("ua-usbctl-%03d-%03d", g.Bus, g.Dev)
-	if out, err := host.Sh(ctx, fmt.Sprintf("cat /sys/bus/usb/devices/%s/speed", g.Port)); err == nil {
-		t.Logf("%s (%s) speed %s Mb/s", alias, g.Port, strings.TrimSpace(out))
-	}
-	var st string
-	for i := 0; ; i++ {
-		st = d.status(ctx, t)
-		if strings.Contains(st, `"pending"`) && strings.Contains(st, alias) && strings.Contains(st, `"last_error"`) {
-			break
-		}
-		xml, _ := usbctlHostdevs(ctx, t, dom)
-		if i == 20 || len(xml) > 0 {
-			t.Fatalf("want %s pending in usbctl status (live XML has %q):\n%s", alias, xml, st)
-		}
-		time.Sleep(time.Second)
-	}
-	t.Logf("status:\n%s", grepLines(st, `"last_error"`)+grepLines(st, `"fix"`)+grepLines(st, `"permanent"`)+grepLines(st, `"next_retry"`))
-	if out, err := host.ShEnv(ctx, []string{"SOCK=" + d.sock}, bin+`/usbctl --socket "$SOCK" status`); err == nil {
-		t.Logf("usbctl status (human):\n%s", out)
-	}
-	time.Sleep(15 * time.Second)
-	log := d.log(t)
-	_, failed := attachAttempts(log, alias)
-	t.Logf("failed attach lines:\n%s", lastLines(grepLines(log, `msg="attach failed"`), 3))
-	st = d.status(ctx, t)
-	if !strings.Contains(st, "speed") || !strings.Contains(st, `"fix"`) || !strings.Contains(st, `"permanent": true`) {
-		t.Errorf("usbctl status does not explain the speed mismatch as a permanent failure with a fix:\n%s", st)
-	}
-	if failed > 1 {
-		t.Errorf("attach attempts for %s over ~15 s: %d failed; want one (wait for a change, no retry)", alias, failed)
-	}
 }
