@@ -105,12 +105,16 @@ func run(m *testing.M) int {
 
 // daemon is a usbctld running inside on its own socket and directories.
 type daemon struct {
-	p    *testhost.Proc
-	sock string
+	p      *testhost.Proc
+	name   string
+	sock   string
+	config string // the config's path inside
+	gen    int    // how many times it was started: each start logs to its own file
 }
 
 // startDaemon writes config to the share and starts usbctld on it, and
-// returns once its first complete sync is done.
+// returns once its first complete sync is done. Cleanup stops whichever
+// usbctld the daemon runs last (see restart).
 func startDaemon(ctx context.Context, t *testing.T, name, config string) *daemon {
 	t.Helper()
 	share, inside := host.SharedDir()
@@ -118,22 +122,39 @@ func startDaemon(ctx context.Context, t *testing.T, name, config string) *daemon
 		t.Fatal(err)
 	}
 	run := "/run/usbctl-" + name
-	d := &daemon{sock: run + "/usbctl.sock"}
-	p, err := host.Start(ctx, "usbctld-"+name, bin+"/usbctld", "--config", inside+"/"+name+".hcl",
+	d := &daemon{name: name, sock: run + "/usbctl.sock", config: inside + "/" + name + ".hcl"}
+	t.Cleanup(func() {
+		if d.p == nil {
+			return
+		}
+		if _, err := d.p.Stop(context.Background(), 10*time.Second); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			b, _ := d.p.Log()
+			t.Logf("usbctld log (%s):\n%s", d.p.LogPath, lastLines(string(b), 60))
+		}
+	})
+	d.launch(ctx, t)
+	return d
+}
+
+// launch starts usbctld (again, on the same state) and waits for its
+// first complete sync.
+func (d *daemon) launch(ctx context.Context, t *testing.T) {
+	t.Helper()
+	d.gen++
+	logName := "usbctld-" + d.name
+	if d.gen > 1 {
+		logName += fmt.Sprintf("-%d", d.gen)
+	}
+	run := "/run/usbctl-" + d.name
+	p, err := host.Start(ctx, logName, bin+"/usbctld", "--config", d.config,
 		"--socket", d.sock, "--runtime-dir", run+"/run", "--state-dir", run+"/state", "--log-level", "debug")
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.p = p
-	t.Cleanup(func() {
-		if _, err := p.Stop(context.Background(), 10*time.Second); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			b, _ := p.Log()
-			t.Logf("usbctld log (%s):\n%s", p.LogPath, lastLines(string(b), 60))
-		}
-	})
 	if _, err := host.ShEnv(ctx, []string{"SOCK=" + d.sock}, `
 for i in $(seq 300); do
 	`+bin+`/usbctl --socket "$SOCK" status --json 2>/dev/null | grep -q '"ready": *true' && exit 0
@@ -143,7 +164,6 @@ echo "usbctld not ready after 30 s" >&2; exit 1`); err != nil {
 		b, _ := p.Log()
 		t.Fatalf("%v\nusbctld log:\n%s", err, lastLines(string(b), 40))
 	}
-	return d
 }
 
 func lastLines(s string, n int) string {
