@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -257,7 +259,7 @@ func (d *daemon) waitState(ctx context.Context, t *testing.T, state string) {
 	t.Helper()
 	if _, err := host.ShEnv(ctx, []string{"SOCK=" + d.sock, "DOM=" + guest, "STATE=" + state}, `
 for i in $(seq 100); do
-	`+bin+`/usbctl --socket "$SOCK" status --json | tr -d '\n ' | grep -q "\"name\":\"$DOM\",\"state\":\"$STATE\"" && exit 0
+	`+bin+`/usbctl --socket "$SOCK" status --json | tr -d '\n\t' | grep -Eq "\"name\": *\"$DOM\", *\"state\": *\"$STATE\"" && exit 0
 	sleep 0.2
 done
 echo "usbctld does not report $DOM $STATE:" >&2
@@ -438,5 +440,195 @@ domain "`+guest+`" {
 			}
 		}
 		t.Logf("usbctl %s:\n%s", argv[0], res.Stdout)
+	}
+}
+
+// TestHandAttachedUntouched: a hostdev an administrator attached by hand
+// (virsh attach-device, no ua-usbctl alias) for a device no rule wants is
+// never detached by usbctld, not at its first sync nor after a reload.
+func TestHandAttachedUntouched(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	g, err := host.Gadget(ctx, testhost.GadgetSpec{Name: "hand", Vendor: "1d6b", Product: "0109", Serial: "TH-HAND"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removeAtEnd(t, g)
+	share, inside := host.SharedDir()
+	hostdev := fmt.Sprintf(`<hostdev mode='subsystem' type='usb' managed='no'><source><address bus='%d' device='%d'/></source></hostdev>`, g.Bus, g.Dev)
+	if err := os.WriteFile(filepath.Join(share, "hand.xml"), []byte(hostdev), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.Sh(ctx, "virsh -q attach-device "+guest+" "+inside+"/hand.xml --live"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := host.Sh(context.Background(), "virsh -q detach-device "+guest+" "+inside+"/hand.xml --live"); err != nil {
+			t.Error(err)
+		}
+	})
+	d := startDaemon(ctx, t, "hand", `
+libvirt {
+  uri = "qemu:///system"
+}
+
+domain "`+guest+`" {
+  device "other" {
+    vendor  = "1d6b"
+    product = "01ff"
+  }
+}
+`)
+	// handHeld checks the hand-made hostdev is still in the live XML.
+	handHeld := func(when string) {
+		t.Helper()
+		res, err := host.Run(ctx, "virsh", "dumpxml", guest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := fmt.Sprintf("<address bus='%d' device='%d'/>", g.Bus, g.Dev)
+		if !strings.Contains(string(res.Stdout), addr) {
+			t.Errorf("%s: the hand-attached hostdev (%s) is gone from the live XML", when, addr)
+		}
+	}
+	handHeld("after usbctld's first sync")
+	if err := d.p.Signal(ctx, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The reload and the sync after it: wait for the log to say so, once.
+	if _, err := host.ShEnv(ctx, []string{"LOG=" + strings.Replace(d.p.LogPath, share, inside, 1)}, `
+for i in $(seq 100); do grep -q 'reload requested' "$LOG" && break; sleep 0.1; done
+sleep 2`); err != nil {
+		t.Fatal(err)
+	}
+	handHeld("after a reload")
+	wantAliases(t, "usbctl hostdevs", liveAliases(ctx, t))
+	if n := logCount(t, d.p, "detach") + logCount(t, d.p, "attach"); n != 0 {
+		t.Errorf("usbctld logged %d attaches/detaches, want 0", n)
+	}
+}
+
+// TestHubPort: a keyboard behind an emulated hub is attached by a port
+// rule for the hub's downstream ports; the hub itself stays on the host.
+func TestHubPort(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	d := startDaemon(ctx, t, "hub", `
+libvirt {
+  uri = "qemu:///system"
+}
+
+domain "`+guest+`" {
+  device "behind-hub" {
+    port = "1-2.*"
+  }
+}
+`)
+	if err := host.Plug(ctx, testhost.EmulatedDevice{ID: "hub1", Driver: "usb-hub", Port: "2"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := host.Unplug(context.Background(), "hub1"); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := host.Plug(ctx, testhost.EmulatedDevice{ID: "hubkbd", Driver: "usb-kbd", Port: "2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := host.Unplug(context.Background(), "hubkbd"); err != nil {
+			t.Error(err)
+		}
+	})
+	alias := waitDevice(ctx, t, "0627", "0001")
+	waitHostdev(ctx, t, alias, true)
+	wantAliases(t, "live XML", liveAliases(ctx, t), alias)
+	out, err := host.Sh(ctx, "cat /sys/bus/usb/devices/1-2.1/devnum /sys/bus/usb/devices/1-2/bDeviceClass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(out)
+	if len(f) != 2 || f[1] != "09" {
+		t.Fatalf("sysfs: 1-2.1 devnum and 1-2 class: %q, want a hub (09) on 1-2", f)
+	}
+	if dev, _ := strconv.Atoi(f[0]); alias != fmt.Sprintf("ua-usbctl-001-%03d", dev) {
+		t.Errorf("attached %s, but the keyboard behind the hub is 001:%03d", alias, dev)
+	}
+	if n := logCount(t, d.p, "attach"); n != 1 {
+		t.Errorf("usbctld logged %d attaches, want 1 (the keyboard only)", n)
+	}
+}
+
+// TestLibvirtdRestarted: libvirtd killed and started again (as
+// SetupLibvirt starts it, a background process) while a device is
+// attached: usbctld reconnects, keeps the one hostdev, and attaches a
+// device plugged after the restart. Last in the file: the tests after it
+// need libvirtd back.
+func TestLibvirtdRestarted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	d := startDaemon(ctx, t, "lvd", `
+libvirt {
+  uri = "qemu:///system"
+}
+
+domain "`+guest+`" {
+  device "board" {
+    vendor  = "1d6b"
+    product = "010a"
+    serial  = "TH-LVD-1"
+  }
+  device "late" {
+    vendor  = "1d6b"
+    product = "010b"
+    serial  = "TH-LVD-2"
+  }
+}
+`)
+	g1, err := host.Gadget(ctx, testhost.GadgetSpec{Name: "lvd1", Vendor: "1d6b", Product: "010a", Serial: "TH-LVD-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removeAtEnd(t, g1)
+	a1 := gadgetAlias(g1)
+	waitHostdev(ctx, t, a1, true)
+	// libvirtd writes its pid file; kill exactly that process.
+	if _, err := host.Sh(ctx, `
+pid=$(cat /run/libvirtd.pid)
+kill -9 "$pid"
+for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
+echo "libvirtd $pid still alive" >&2; exit 1`); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := host.Start(ctx, "libvirtd-restarted", "libvirtd"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.ShEnv(ctx, []string{"SOCK=" + d.sock}, `
+for i in $(seq 300); do
+	virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2
+done
+for i in $(seq 150); do
+	`+bin+`/usbctl --socket "$SOCK" status | grep -q 'qemu:///system connected' && exit 0; sleep 0.2
+done
+echo "usbctld did not reconnect:" >&2; `+bin+`/usbctl --socket "$SOCK" status >&2; exit 1`); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("libvirtd back and usbctld reconnected %v after the kill", time.Since(start).Round(time.Millisecond))
+	waitHostdev(ctx, t, a1, true)
+	wantAliases(t, "live XML after the restart", liveAliases(ctx, t), a1)
+	g2, err := host.Gadget(ctx, testhost.GadgetSpec{Name: "lvd2", Vendor: "1d6b", Product: "010b", Serial: "TH-LVD-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removeAtEnd(t, g2)
+	a2 := gadgetAlias(g2)
+	waitHostdev(ctx, t, a2, true)
+	got := liveAliases(ctx, t)
+	if len(got) != 2 {
+		t.Errorf("live XML: usbctl hostdevs %q, want %s and %s", got, a1, a2)
+	}
+	if n := logCount(t, d.p, "attach"); n != 2 {
+		t.Errorf("usbctld logged %d attaches, want 2 (one per device)", n)
 	}
 }
