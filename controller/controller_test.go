@@ -563,3 +563,58 @@ func TestQuickReplugOneDetachOneAttach(t *testing.T) {
 	c.sync(ctx)
 	wantCalls(t, hv, "detach win11 ua-usbctl-001-003")
 }
+
+// A replug with the same device number whose remove and add both arrive
+// before the loop takes them (a busy or loaded loop): the cache ends up as
+// it was, but the hostdev in the guest is the old device's. The sync must
+// still see the device gone, so the old hostdev is detached and the new
+// device attached, as when the two events fall in different syncs; and so
+// must a sync that re-lists the devices, whose listing shows the new one.
+func TestReplugSameNumberInOneSync(t *testing.T) {
+	for _, relist := range []bool{false, true} {
+		t.Run(fmt.Sprintf("relist=%v", relist), func(t *testing.T) {
+			r1 := dev(1, 2, "046d:c52b", "1-1")
+			hv := newFakeHV(running("win11"))
+			hv.asyncDetach = true
+			devs := &fakeDevices{}
+			devs.set(r1)
+			c, _ := newTest(t, hv, devs, rules(allow("win11", 0, "046d:c52b")))
+			c.sync(ctx)
+			wantCalls(t, hv, "attach win11 001:002")
+			for i := 0; i < 2; i++ {
+				c.DeviceRemoved(reconcile.Device{Bus: 1, Dev: 2, DevPath: r1.DevPath})
+				c.DeviceAdded(r1)
+				if relist {
+					c.DevicesLost()
+				}
+				kicked(c)
+				c.sync(ctx)
+				wantCalls(t, hv, "detach win11 ua-usbctl-001-002")
+				// The loop plans again by itself, for the device back in
+				// the cache; its attach waits for the detach to finish.
+				if !kicked(c) {
+					t.Fatal("no sync asked for after the one that saw the device go")
+				}
+				c.sync(ctx)
+				wantCalls(t, hv)
+				hv.finishDetaches()
+				c.DomainDevicesChanged("win11")
+				c.sync(ctx)
+				wantCalls(t, hv, "attach win11 001:002")
+				c.sync(ctx)
+				wantCalls(t, hv)
+			}
+		})
+	}
+}
+
+// kicked empties the loop's kick channel and reports whether a sync was
+// asked for.
+func kicked(c *Controller) bool {
+	select {
+	case <-c.kick:
+		return true
+	default:
+		return false
+	}
+}

@@ -22,7 +22,17 @@ type inputs struct {
 	// devices is the device cache, keyed by devpath (or bus:dev when the
 	// source gives no devpath). Device events update it directly: they
 	// carry the whole device, so re-reading udev would add nothing.
-	devices       map[string]reconcile.Device
+	devices map[string]reconcile.Device
+	// unplanned holds the devices removed since the last plan, by cache
+	// key, with the key they had; held holds those of them that came back
+	// with the same number before a plan saw them go. A remove and an add
+	// of the same device that both arrive while the loop is busy leave
+	// the cache as it was, and the plan saw nothing to do: the guest kept
+	// a hostdev of the device that went (issue 13 item 7's replug, lost
+	// when the two events fell in one sync). A held device joins the
+	// cache after the plan that sees it gone.
+	unplanned     map[string]reconcile.DeviceKey
+	held          map[string]reconcile.Device
 	listing       bool            // a device re-list is under way
 	replay        []deviceEvent   // events seen while listing
 	relistDevices bool            // re-enumerate udev at the next sync
@@ -49,6 +59,8 @@ type deviceEvent struct {
 func newInbox() *inbox {
 	return &inbox{in: inputs{
 		devices:       map[string]reconcile.Device{},
+		unplanned:     map[string]reconcile.DeviceKey{},
+		held:          map[string]reconcile.Device{},
 		changedKeys:   map[reconcile.DeviceKey]struct{}{},
 		staleDomains:  map[string]bool{},
 		deviceDomains: map[string]bool{},
@@ -78,12 +90,22 @@ func (in *inputs) applyDevice(ev deviceEvent) {
 		if old, ok := in.devices[k]; ok && old.Key() != ev.dev.Key() {
 			in.changedKeys[old.Key()] = struct{}{}
 		}
-		in.devices[k] = ev.dev
+		if key, ok := in.unplanned[k]; ok && key == ev.dev.Key() {
+			in.held[k] = ev.dev
+		} else {
+			in.devices[k] = ev.dev
+		}
 	} else {
 		if old, ok := in.devices[k]; ok {
 			in.changedKeys[old.Key()] = struct{}{}
+			in.unplanned[k] = old.Key()
+		} else if _, ok := in.held[k]; !ok {
+			// Gone before any listing or event showed it: the
+			// event's own numbers are all there is.
+			in.unplanned[k] = ev.dev.Key()
 		}
 		delete(in.devices, k)
+		delete(in.held, k)
 	}
 	in.changedKeys[ev.dev.Key()] = struct{}{}
 	if in.listing {
@@ -139,6 +161,16 @@ func (b *inbox) listed(devs []reconcile.Device, err error) {
 			fresh[devCacheKey(d)] = d
 		}
 		replay := b.in.replay
+		// The listing may show a device whose removal no plan has seen
+		// yet, back with the same number: it is held like its add.
+		for k, key := range b.in.unplanned {
+			if d, ok := fresh[k]; ok && d.Key() == key {
+				if _, ok := b.in.held[k]; !ok {
+					b.in.held[k] = d
+				}
+				delete(fresh, k)
+			}
+		}
 		b.in.devices = fresh
 		for _, ev := range replay {
 			b.in.applyDevice(ev)
@@ -147,16 +179,25 @@ func (b *inbox) listed(devs []reconcile.Device, err error) {
 	b.in.replay = nil
 }
 
-// devices returns the device cache, sorted by key.
-func (b *inbox) devices() []reconcile.Device {
+// devices returns the device cache, sorted by key, for a plan: the
+// removals in it are planned from now on, and the devices held back
+// until a plan saw them go join the cache. It reports whether any did;
+// the loop must then plan again.
+func (b *inbox) devices() (devs []reconcile.Device, released bool) {
 	b.mu.Lock()
-	devs := make([]reconcile.Device, 0, len(b.in.devices))
+	devs = make([]reconcile.Device, 0, len(b.in.devices))
 	for _, d := range b.in.devices {
 		devs = append(devs, d)
 	}
+	for k, d := range b.in.held {
+		b.in.devices[k] = d
+	}
+	released = len(b.in.held) > 0
+	clear(b.in.held)
+	clear(b.in.unplanned)
 	b.mu.Unlock()
 	sort.Slice(devs, func(i, j int) bool { return devs[i].Key().Less(devs[j].Key()) })
-	return devs
+	return devs, released
 }
 
 func (b *inbox) hypervisor() (connected bool, lastErr string) {

@@ -116,7 +116,14 @@ func (c *Controller) observe(ctx context.Context) reconcile.Observed {
 		}
 		c.inbox.listed(l.devs, l.err)
 	}
-	return reconcile.Observed{Devices: c.inbox.devices(), Domains: c.loop.domains.list()}
+	devs, released := c.inbox.devices()
+	if released {
+		// A device replugged with the same number is in the cache
+		// again: plan once more after this sync has detached the
+		// hostdev of the one that went.
+		c.Kick()
+	}
+	return reconcile.Observed{Devices: devs, Domains: c.loop.domains.list()}
 }
 
 // observeDomains re-lists every domain, or re-reads the stale ones. It
