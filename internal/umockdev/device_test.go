@@ -158,3 +158,27 @@ func TestEscapeAttr(t *testing.T) {
 		}
 	}
 }
+
+// A device node plugged again keeps its first ioctl script: umockdev
+// cannot replace it (the second load only warned that it could not listen
+// on the node's socket, and returned success). The same script loads as a
+// no-op; a different one is an error, not the old answers given silently.
+func TestIoctlScriptOncePerNode(t *testing.T) {
+	tb := newTestbed(t)
+	d := USBDevice{Bus: 1, Dev: 3, Port: "1-1", Vendor: "046d", Product: "c52b", Interfaces: []string{"030101"}}
+	for i := 0; i < 2; i++ {
+		if err := tb.LoadIoctl(d.DevNode(), d.IoctlScript()); err != nil {
+			t.Fatalf("plug %d: %v", i+1, err)
+		}
+		if err := tb.AddFromString(d.Record()); err != nil {
+			t.Fatal(err)
+		}
+		tb.Remove(d.DevPath())
+	}
+	other := d
+	other.Dev = 4
+	script := strings.Replace(other.IoctlScript(), other.DevNode(), d.DevNode(), 1)
+	if err := tb.LoadIoctl(d.DevNode(), script); err == nil || !strings.Contains(err.Error(), "different script") {
+		t.Fatalf("a different script for %s: err = %v, want it refused", d.DevNode(), err)
+	}
+}

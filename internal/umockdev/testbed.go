@@ -50,6 +50,11 @@ type Testbed struct {
 	root   string
 	sys    string
 	ioctls string
+	// scripts are the ioctl scripts loaded, by device node. umockdev
+	// keeps a node's first script for the testbed's life: its socket
+	// outlives remove_device, and a second load fails to listen on it
+	// (a glib warning, and the load still returns success).
+	scripts map[string]string
 }
 
 // New creates a testbed. Create it before any udev monitor: the monitor's
@@ -59,7 +64,7 @@ func New() (*Testbed, error) {
 	if tb == nil {
 		return nil, errors.New("umockdev: cannot create testbed")
 	}
-	t := &Testbed{tb: tb}
+	t := &Testbed{tb: tb, scripts: map[string]string{}}
 	r := C.umockdev_testbed_get_root_dir(tb)
 	t.root = C.GoString(r)
 	C.g_free(C.gpointer(r))
@@ -120,14 +125,23 @@ func (t *Testbed) Remove(devpath string) {
 }
 
 // LoadIoctl makes ioctls on devnode (/dev/bus/usb/BBB/DDD) answer as the
-// umockdev ioctl script says.
+// umockdev ioctl script says. A node plugged again (a replug that gets the
+// same device number) keeps the script it has: loading the same one again
+// does nothing, and a different one is an error, because umockdev would
+// go on answering with the first.
 func (t *Testbed) LoadIoctl(devnode, script string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.scripts[devnode]; ok {
+		if old != script {
+			return fmt.Errorf("umockdev: load ioctl for %s: it has a different script already, which umockdev cannot replace", devnode)
+		}
+		return nil
+	}
 	f := filepath.Join(t.ioctls, filepath.Base(filepath.Dir(devnode))+"-"+filepath.Base(devnode)+".ioctl")
 	if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
 		return fmt.Errorf("umockdev: ioctl script for %s: %w", devnode, err)
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	cd := C.CString(devnode)
 	defer C.free(unsafe.Pointer(cd))
 	cf := C.CString(f)
@@ -136,6 +150,7 @@ func (t *Testbed) LoadIoctl(devnode, script string) error {
 		defer C.g_free(C.gpointer(msg))
 		return fmt.Errorf("umockdev: load ioctl for %s: %s", devnode, C.GoString(msg))
 	}
+	t.scripts[devnode] = script
 	return nil
 }
 
