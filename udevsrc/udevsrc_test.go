@@ -75,13 +75,13 @@ func TestList(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []reconcile.Device{
-		{Bus: 1, Dev: 1, Vendor: "1d6b", Product: "0002", Port: "usb1", Class: "09", InterfaceClasses: []string{"09"}, Manufacturer: "Linux usbctl-test xhci-hcd", ProductName: "xHCI Host Controller", DevPath: "/devices/pci0000:00/0000:00:14.0/usb1"},
-		{Bus: 1, Dev: 2, Vendor: "046d", Product: "c52b", Port: "1-1", Class: "00", InterfaceClasses: []string{"03"}, Manufacturer: "Logitech", ProductName: "USB Receiver", DevPath: receiver.DevPath()},
-		{Bus: 1, Dev: 3, Vendor: "0483", Product: "5740", Port: "1-2", Class: "00", InterfaceClasses: []string{"02", "0a"}, ProductName: "STM32 VCP", DevPath: twinA.DevPath()},
-		{Bus: 1, Dev: 4, Vendor: "0483", Product: "5740", Port: "1-3", Class: "00", InterfaceClasses: []string{"02", "0a"}, ProductName: "STM32 VCP", DevPath: twinB.DevPath()},
-		{Bus: 1, Dev: 5, Vendor: "05e3", Product: "0610", Port: "1-4", Class: "09", InterfaceClasses: []string{"09"}, ProductName: "USB2.1 Hub", DevPath: deskHub.DevPath()},
-		{Bus: 1, Dev: 6, Vendor: "0bda", Product: "8153", Serial: "000001", Port: "1-4.1", Class: "00", InterfaceClasses: []string{"ff"}, DevPath: "/devices/pci0000:00/0000:00:14.0/usb1/1-4/1-4.1"},
-		{Bus: 1, Dev: 7, Vendor: "1050", Product: "0407", Serial: "12345678", Port: "1-4.2", Class: "00", InterfaceClasses: []string{"03", "0b"}, DevPath: "/devices/pci0000:00/0000:00:14.0/usb1/1-4/1-4.2"},
+		{Bus: 1, Dev: 1, Vendor: "1d6b", Product: "0002", Port: "usb1", Class: "09", InterfaceClasses: []string{"09"}, Manufacturer: "Linux usbctl-test xhci-hcd", ProductName: "xHCI Host Controller", Speed: "480", DevPath: "/devices/pci0000:00/0000:00:14.0/usb1"},
+		{Bus: 1, Dev: 2, Vendor: "046d", Product: "c52b", Port: "1-1", Class: "00", InterfaceClasses: []string{"03"}, Manufacturer: "Logitech", ProductName: "USB Receiver", Speed: "480", DevPath: receiver.DevPath()},
+		{Bus: 1, Dev: 3, Vendor: "0483", Product: "5740", Port: "1-2", Class: "00", InterfaceClasses: []string{"02", "0a"}, ProductName: "STM32 VCP", Speed: "480", DevPath: twinA.DevPath()},
+		{Bus: 1, Dev: 4, Vendor: "0483", Product: "5740", Port: "1-3", Class: "00", InterfaceClasses: []string{"02", "0a"}, ProductName: "STM32 VCP", Speed: "480", DevPath: twinB.DevPath()},
+		{Bus: 1, Dev: 5, Vendor: "05e3", Product: "0610", Port: "1-4", Class: "09", InterfaceClasses: []string{"09"}, ProductName: "USB2.1 Hub", Speed: "480", DevPath: deskHub.DevPath()},
+		{Bus: 1, Dev: 6, Vendor: "0bda", Product: "8153", Serial: "000001", Port: "1-4.1", Class: "00", InterfaceClasses: []string{"ff"}, Speed: "480", DevPath: "/devices/pci0000:00/0000:00:14.0/usb1/1-4/1-4.1"},
+		{Bus: 1, Dev: 7, Vendor: "1050", Product: "0407", Serial: "12345678", Port: "1-4.2", Class: "00", InterfaceClasses: []string{"03", "0b"}, Speed: "480", DevPath: "/devices/pci0000:00/0000:00:14.0/usb1/1-4/1-4.2"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("listed %d devices, want %d: %+v", len(got), len(want), got)
