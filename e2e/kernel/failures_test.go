@@ -347,24 +347,6 @@ func defineGuest(ctx context.Context, t *testing.T, name, xml string) {
 	}
 }
 
-// smallGuestXML is an L2 domain like the suite's, with a controller of
-// one USB 2 port (qemu-xhci ports='1': p2=1, p3=1; a high-speed gadget
-// takes the USB 2 one, and libvirt's address allocation has no second).
-func smallGuestXML(name, controller string) string {
-	return `<domain type='qemu'>
-  <name>` + name + `</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    ` + controller + `
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`
-}
-
 // TestFreePortRetry: a guest whose controller is full; the next device
 // waits in status with the fix ("No free USB ports" from libvirt), and is
 // attached at once when the first one leaves — not when its backoff ends.
@@ -372,7 +354,10 @@ func TestFreePortRetry(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	const dom = "l2p"
-	defineGuest(ctx, t, dom, smallGuestXML(dom, `<controller type='usb' model='qemu-xhci' ports='1'/>`))
+	// qemu-xhci ports='1' has one USB 2 and one USB 3 port; a high-speed
+	// gadget takes the USB 2 one, and libvirt's address allocation has no
+	// second.
+	defineGuest(ctx, t, dom, testhost.GuestXML(dom, `<controller type='usb' model='qemu-xhci' ports='1'/>`))
 	d := newFailDaemon(ctx, t, "ports", `
 libvirt {
   uri = "qemu:///system"

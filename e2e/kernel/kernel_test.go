@@ -37,20 +37,8 @@ const bin = testhost.Inside + "/bin"
 // guest is the L2 domain every test attaches to.
 const guest = "l2"
 
-// guestXML: q35, 64 MiB, no OS (SeaBIOS waits forever), an xHCI with 8
-// ports; TCG, since the test host has no KVM.
-const guestXML = `<domain type='qemu'>
-  <name>` + guest + `</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <controller type='usb' model='qemu-xhci' ports='8'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`
+// guestXML: the suite's guest, with an xHCI of 8 ports.
+var guestXML = testhost.GuestXML(guest, `<controller type='usb' model='qemu-xhci' ports='8'/>`)
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))

@@ -43,19 +43,8 @@ var s suite
 // guest is the L2 domain the tests attach to.
 const guest = "l2"
 
-// guestXML: as e2e/kernel's (q35, 64 MiB, no OS, an xHCI, TCG).
-const guestXML = `<domain type='qemu'>
-  <name>` + guest + `</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <controller type='usb' model='qemu-xhci' ports='8'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`
+// guestXML: the suite's guest, with an xHCI of 8 ports.
+var guestXML = testhost.GuestXML(guest, `<controller type='usb' model='qemu-xhci' ports='8'/>`)
 
 // maxExposure is issue 14's target for systemd-analyze security.
 const maxExposure = 2.0
