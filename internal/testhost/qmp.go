@@ -15,19 +15,17 @@ import (
 // qmpConn is a QMP client: commands tagged with an id, answered in order
 // by QEMU, and events fanned out to whoever listens at the time.
 type qmpConn struct {
-	log  *slog.Logger
-	conn net.Conn
-	wmu  sync.Mutex
+	log   *slog.Logger
+	conn  net.Conn
+	wmu   sync.Mutex
+	calls calls[qmpMsg]
 
-	mu      sync.Mutex
-	next    uint64
-	pending map[string]chan qmpMsg
-	subs    map[chan qmpMsg]struct{}
-	err     error
+	mu   sync.Mutex // guards subs
+	subs map[chan qmpMsg]struct{}
 }
 
 type qmpMsg struct {
-	ID     string          `json:"id"`
+	ID     uint64          `json:"id"` // ours: QMP echoes any JSON value
 	Return json.RawMessage `json:"return"`
 	Error  *struct {
 		Class string `json:"class"`
@@ -43,7 +41,7 @@ func dialQMP(ctx context.Context, log *slog.Logger, path string, qemuDone <-chan
 	if err != nil {
 		return nil, fmt.Errorf("qmp: %w", err)
 	}
-	q := &qmpConn{log: log, conn: c, pending: map[string]chan qmpMsg{}, subs: map[chan qmpMsg]struct{}{}}
+	q := &qmpConn{log: log, conn: c, subs: map[chan qmpMsg]struct{}{}}
 	go q.read()
 	if _, err := q.call(ctx, "qmp_capabilities", nil); err != nil {
 		c.Close()
@@ -75,25 +73,13 @@ func (q *qmpConn) read() {
 			}
 			q.mu.Unlock()
 		default:
-			q.mu.Lock()
-			ch := q.pending[m.ID]
-			delete(q.pending, m.ID)
-			q.mu.Unlock()
-			if ch != nil {
-				ch <- m
-			}
+			q.calls.deliver(m.ID, m)
 		}
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		err = errors.New("qmp connection closed (QEMU gone?)")
 	}
-	q.mu.Lock()
-	q.err = err
-	for id, ch := range q.pending {
-		close(ch)
-		delete(q.pending, id)
-	}
-	q.mu.Unlock()
+	q.calls.fail(err)
 }
 
 // subscribe returns a channel of every event from now on; cancel stops it.
@@ -110,47 +96,37 @@ func (q *qmpConn) subscribe() (ch chan qmpMsg, cancel func()) {
 }
 
 func (q *qmpConn) call(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
-	ch := make(chan qmpMsg, 1)
-	q.mu.Lock()
-	if q.err != nil {
-		err := q.err
-		q.mu.Unlock()
+	id, ch, err := q.calls.add()
+	if err != nil {
 		return nil, err
 	}
-	q.next++
-	id := fmt.Sprint(q.next)
-	q.pending[id] = ch
-	q.mu.Unlock()
 	req := map[string]any{"execute": cmd, "id": id}
 	if args != nil {
 		req["arguments"] = args
 	}
 	b, err := json.Marshal(req)
 	if err != nil {
+		q.calls.drop(id)
 		return nil, err
 	}
 	q.wmu.Lock()
 	_, err = q.conn.Write(b)
 	q.wmu.Unlock()
 	if err != nil {
+		q.calls.drop(id)
 		return nil, err
 	}
 	select {
 	case m, ok := <-ch:
 		if !ok {
-			q.mu.Lock()
-			err := q.err
-			q.mu.Unlock()
-			return nil, err
+			return nil, q.calls.failure()
 		}
 		if m.Error != nil {
 			return nil, fmt.Errorf("%s: %s", m.Error.Class, m.Error.Desc)
 		}
 		return m.Return, nil
 	case <-ctx.Done():
-		q.mu.Lock()
-		delete(q.pending, id)
-		q.mu.Unlock()
+		q.calls.drop(id)
 		return nil, ctx.Err()
 	}
 }

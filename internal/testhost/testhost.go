@@ -468,11 +468,7 @@ type agentConn struct {
 	conn  net.Conn
 	hello chan string
 	wmu   sync.Mutex
-
-	mu      sync.Mutex
-	next    uint64
-	pending map[uint64]chan wire.Response
-	err     error // set once the channel is gone
+	calls calls[wire.Response]
 }
 
 // dialUnix connects to a QEMU server socket, which appears a moment after
@@ -498,7 +494,7 @@ func dialAgent(ctx context.Context, log *slog.Logger, path string, qemuDone <-ch
 	if err != nil {
 		return nil, err
 	}
-	a := &agentConn{log: log, conn: c, hello: make(chan string, 1), pending: map[uint64]chan wire.Response{}}
+	a := &agentConn{log: log, conn: c, hello: make(chan string, 1)}
 	go a.read()
 	return a, nil
 }
@@ -524,69 +520,40 @@ func (a *agentConn) read() {
 			}
 			continue
 		}
-		a.mu.Lock()
-		ch := a.pending[resp.ID]
-		delete(a.pending, resp.ID)
-		a.mu.Unlock()
-		if ch != nil {
-			ch <- resp
-		}
+		a.calls.deliver(resp.ID, resp)
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		err = errors.New("the test host's agent channel closed (QEMU gone?)")
 	}
-	a.mu.Lock()
-	a.err = err
-	for id, ch := range a.pending {
-		close(ch)
-		delete(a.pending, id)
-	}
-	a.mu.Unlock()
+	a.calls.fail(err)
 }
 
 // call sends req and waits for its answer. For an OpRun (cancel true) a
 // done ctx kills the process inside.
 func (a *agentConn) call(ctx context.Context, req wire.Request, cancel bool) (wire.Response, error) {
-	ch := make(chan wire.Response, 1)
-	a.mu.Lock()
-	if a.err != nil {
-		err := a.err
-		a.mu.Unlock()
+	id, ch, err := a.calls.add()
+	if err != nil {
 		return wire.Response{}, err
 	}
-	a.next++
-	req.ID = a.next
-	a.pending[req.ID] = ch
-	a.mu.Unlock()
+	req.ID = id
 	if err := a.send(req); err != nil {
-		a.mu.Lock()
-		delete(a.pending, req.ID)
-		a.mu.Unlock()
+		a.calls.drop(id)
 		return wire.Response{}, err
 	}
 	select {
 	case resp, ok := <-ch:
 		if !ok {
-			a.mu.Lock()
-			err := a.err
-			a.mu.Unlock()
-			return wire.Response{}, err
+			return wire.Response{}, a.calls.failure()
 		}
 		if resp.Err != "" {
 			return resp, errors.New(resp.Err)
 		}
 		return resp, nil
 	case <-ctx.Done():
-		a.mu.Lock()
-		delete(a.pending, req.ID)
-		a.mu.Unlock()
+		a.calls.drop(id)
 		if cancel {
 			// Its answer has an ID nobody waits for: dropped.
-			a.mu.Lock()
-			a.next++
-			id := a.next
-			a.mu.Unlock()
-			_ = a.send(wire.Request{ID: id, Op: wire.OpCancel, Ref: req.ID})
+			_ = a.send(wire.Request{ID: a.calls.newID(), Op: wire.OpCancel, Ref: id})
 		}
 		return wire.Response{}, ctx.Err()
 	}
