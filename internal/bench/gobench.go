@@ -39,7 +39,7 @@ func addGoBench(t *table, path string) error {
 		return fmt.Errorf("go benchmarks: %w", err)
 	}
 	defer f.Close()
-	t.section("go test -bench . -benchmem ./reconcile ./controller")
+	t.Section("go test -bench . -benchmem ./reconcile ./controller")
 	pkg := ""
 	var failed []string
 	n := 0
@@ -73,7 +73,7 @@ func addGoBench(t *table, path string) error {
 						target, ok = g.text, okIf(g.ok(v))
 					}
 				}
-				t.row(name+" "+unit, fmtMetric(v, unit), target, ok)
+				t.Row(name+" "+unit, fmtMetric(v, unit), target, ok)
 				n++
 			}
 		}
@@ -82,11 +82,11 @@ func addGoBench(t *table, path string) error {
 		return fmt.Errorf("go benchmarks: %w", err)
 	}
 	if len(failed) > 0 {
-		t.row("go test benchmarks", "FAIL", "pass", "MISSED")
+		t.Row("go test benchmarks", "FAIL", "pass", "MISSED")
 		return fmt.Errorf("go benchmarks failed: %s", strings.Join(failed, "; "))
 	}
 	if n == 0 {
-		t.row("go test benchmarks", "no results", "results", "MISSED")
+		t.Row("go test benchmarks", "no results", "results", "MISSED")
 		return fmt.Errorf("go benchmarks: no results in %s", path)
 	}
 	return nil

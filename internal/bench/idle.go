@@ -317,7 +317,7 @@ func (b *bench) idleCost() (*idleResult, error) {
 		return sum
 	}
 	pid := d.Cmd.Process.Pid
-	ev0 := b.w.total.Load()
+	ev0 := b.w.Total.Load()
 	q0 := qemuTicks()
 	if r.before, err = sampleProc(pid); err != nil {
 		return nil, err
@@ -336,7 +336,7 @@ func (b *bench) idleCost() (*idleResult, error) {
 		return nil, err
 	}
 	r.qemuTicks = qemuTicks() - q0
-	r.events = b.w.total.Load() - ev0
+	r.events = b.w.Total.Load() - ev0
 	st1, err := d.Client().Status(ctx)
 	if err != nil {
 		return nil, err
@@ -370,33 +370,33 @@ func (b *bench) idleCost() (*idleResult, error) {
 func (r *idleResult) addRows(t *table, o options) {
 	win := r.after.at.Sub(r.before.at)
 	perMin := func(x float64) float64 { return x * float64(time.Minute) / float64(win) }
-	t.section("idle usbctld, %v: rules of %d domains, %d running, %d devices present, 0 attached", win.Round(time.Second), o.running, r.running, r.devs)
+	t.Section("idle usbctld, %v: rules of %d domains, %d running, %d devices present, 0 attached", win.Round(time.Second), o.running, r.running, r.devs)
 	cpu := float64(r.after.ticks-r.before.ticks) / clkTck
 	cpuMin := perMin(cpu)
-	t.row("CPU, utime+stime (/proc/PID/stat)", fmt.Sprintf("%.3f s/min", cpuMin), "< 0.05 s/min", ratioOK(cpuMin, 0.05, cpuMin < 0.05))
+	t.Row("CPU, utime+stime (/proc/PID/stat)", fmt.Sprintf("%.3f s/min", cpuMin), "< 0.05 s/min", ratioOK(cpuMin, 0.05, cpuMin < 0.05))
 	run := float64(r.after.runNS-r.before.runNS) / 1e9
-	t.row("CPU, threads' schedstat run time (ns precision)", fmt.Sprintf("%.4f s/min", perMin(run)), "", "")
+	t.Row("CPU, threads' schedstat run time (ns precision)", fmt.Sprintf("%.4f s/min", perMin(run)), "", "")
 	sw := (r.after.vol + r.after.invo) - (r.before.vol + r.before.invo)
-	t.row("wakeups: context switches, all threads", fmt.Sprintf("%d (%.0f/min)", sw, perMin(float64(sw))), "", "")
+	t.Row("wakeups: context switches, all threads", fmt.Sprintf("%d (%.0f/min)", sw, perMin(float64(sw))), "", "")
 	msw := (r.after.mainVol + r.after.mainInvo) - (r.before.mainVol + r.before.mainInvo)
-	t.row("wakeups: context switches, main thread", fmt.Sprintf("%d", msw), "", "")
+	t.Row("wakeups: context switches, main thread", fmt.Sprintf("%d", msw), "", "")
 	mib := func(k int64) float64 { return float64(k) / 1024 }
 	// The umockdev preload is the sandbox's, not usbctld's: its own
 	// libraries (glib, gio, ... mapped by no usbctld outside the sandbox)
 	// come off; what it allocates on the heap for the fake devices cannot
 	// be told apart and stays in, so this is an upper bound.
 	host := mib(r.after.rssKiB - r.preloadOnlyKiB)
-	t.row("RSS as on a host: VmRSS minus the umockdev preload's own libraries", fmt.Sprintf("%.1f MiB", host), "< 30 MiB", ratioOK(host, 30, host < 30))
-	t.row("  VmRSS under the preload / the preload's libraries in it", fmt.Sprintf("%.1f / %.1f MiB", mib(r.after.rssKiB), mib(r.preloadOnlyKiB)), "", "")
-	t.row("  of which RssAnon (private) / RssFile (binary, shared libs)", fmt.Sprintf("%.1f / %.1f MiB", mib(r.after.anonKiB), mib(r.after.fileKiB)), "", "")
-	t.row("  PSS (shared pages split among the processes mapping them)", fmt.Sprintf("%.1f MiB", mib(r.after.pssKiB)), "", "")
-	t.row("RSS without the umockdev preload (no devices), anon / file", fmt.Sprintf("%.1f MiB (%.1f / %.1f)", mib(r.plain.rssKiB), mib(r.plain.anonKiB), mib(r.plain.fileKiB)), "", "")
+	t.Row("RSS as on a host: VmRSS minus the umockdev preload's own libraries", fmt.Sprintf("%.1f MiB", host), "< 30 MiB", ratioOK(host, 30, host < 30))
+	t.Row("  VmRSS under the preload / the preload's libraries in it", fmt.Sprintf("%.1f / %.1f MiB", mib(r.after.rssKiB), mib(r.preloadOnlyKiB)), "", "")
+	t.Row("  of which RssAnon (private) / RssFile (binary, shared libs)", fmt.Sprintf("%.1f / %.1f MiB", mib(r.after.anonKiB), mib(r.after.fileKiB)), "", "")
+	t.Row("  PSS (shared pages split among the processes mapping them)", fmt.Sprintf("%.1f MiB", mib(r.after.pssKiB)), "", "")
+	t.Row("RSS without the umockdev preload (no devices), anon / file", fmt.Sprintf("%.1f MiB (%.1f / %.1f)", mib(r.plain.rssKiB), mib(r.plain.anonKiB), mib(r.plain.fileKiB)), "", "")
 	if r.maps != "" {
-		t.note("idle usbctld RSS by mapping: %s", r.maps)
+		t.Note("idle usbctld RSS by mapping: %s", r.maps)
 	}
 	if len(r.preloadOnly) > 0 {
-		t.note("files only the umockdev preload maps (%.1f MiB resident): %s", mib(r.preloadOnlyKiB), strings.Join(r.preloadOnly, ", "))
+		t.Note("files only the umockdev preload maps (%.1f MiB resident): %s", mib(r.preloadOnlyKiB), strings.Join(r.preloadOnly, ", "))
 	}
-	t.note("idle: %d threads; %d syncs and %d libvirt events in the window; %d idle TCG guests used %.1f%% of a core",
+	t.Note("idle: %d threads; %d syncs and %d libvirt events in the window; %d idle TCG guests used %.1f%% of a core",
 		r.after.threads, r.syncs, r.events, r.qemuN, 100*float64(r.qemuTicks)/clkTck/win.Seconds())
 }

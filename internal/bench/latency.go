@@ -18,6 +18,7 @@ import (
 
 	"libvirt.org/go/libvirt"
 
+	"github.com/usbctl/usbctl/internal/benchkit"
 	"github.com/usbctl/usbctl/internal/sandbox"
 	"github.com/usbctl/usbctl/internal/stats"
 	"github.com/usbctl/usbctl/internal/umockdev"
@@ -115,7 +116,7 @@ func (b *bench) latency() (*latencies, error) {
 	if n := strings.Count(d.LogText(), "msg=attach "); n != b.o.plugs {
 		res.extra = append(res.extra, fmt.Sprintf("usbctld logged %d attaches for %d plugs of (a)", n, b.o.plugs))
 	}
-	if n := b.w.dropped.Load(); n > 0 {
+	if n := b.w.Dropped.Load(); n > 0 {
 		return nil, fmt.Errorf("event watcher dropped %d events", n)
 	}
 	return res, nil
@@ -171,7 +172,7 @@ func (b *bench) plugOnce(ctx context.Context, m mode, dev umockdev.USBDevice, do
 			return p, err
 		}
 	}
-	b.w.drain()
+	b.w.Drain()
 
 	before, err := sampleProc(pid)
 	if err != nil {
@@ -199,7 +200,7 @@ func (b *bench) plugOnce(ctx context.Context, m mode, dev umockdev.USBDevice, do
 			return p, fmt.Errorf("virsh attach-device: %v: %s", err, out)
 		}
 	}
-	at, err := b.w.wait(ctx, 20*time.Second, deviceEvent(virt.EventDeviceAdded, dom, alias))
+	at, err := b.w.Wait(ctx, 20*time.Second, benchkit.DeviceEvent(virt.EventDeviceAdded, dom, alias))
 	if err != nil {
 		return p, fmt.Errorf("device-added %s: %w", alias, err)
 	}
@@ -219,7 +220,7 @@ func (b *bench) plugOnce(ctx context.Context, m mode, dev umockdev.USBDevice, do
 			return p, fmt.Errorf("detach %s: %w", alias, err)
 		}
 	}
-	if _, err := b.w.wait(ctx, 20*time.Second, deviceEvent(virt.EventDeviceRemoved, dom, alias)); err != nil {
+	if _, err := b.w.Wait(ctx, 20*time.Second, benchkit.DeviceEvent(virt.EventDeviceRemoved, dom, alias)); err != nil {
 		return p, fmt.Errorf("device-removed %s: %w", alias, err)
 	}
 	select {
@@ -231,30 +232,30 @@ func (b *bench) plugOnce(ctx context.Context, m mode, dev umockdev.USBDevice, do
 }
 
 func (l *latencies) addRows(t *table) {
-	t.section("add (uevent sent) → device-added, 1 guest running (%d plugs each, interleaved a,b,c)", l.plugs)
+	t.Section("add (uevent sent) → device-added, 1 guest running (%d plugs each, interleaved a,b,c)", l.plugs)
 	med := map[string]time.Duration{}
 	for _, m := range modes {
 		xs := slices.Clone(l.by[m.key])
 		slices.Sort(xs)
 		med[m.key] = stats.Percentile(xs, 0.50)
-		t.row(fmt.Sprintf("(%s) %s: median", m.key, m.name), fmtDur(med[m.key]), "", "")
-		t.row(fmt.Sprintf("(%s) p95", m.key), fmtDur(stats.Percentile(xs, 0.95)), "", "")
+		t.Row(fmt.Sprintf("(%s) %s: median", m.key, m.name), fmtDur(med[m.key]), "", "")
+		t.Row(fmt.Sprintf("(%s) p95", m.key), fmtDur(stats.Percentile(xs, 0.95)), "", "")
 	}
 	if med["b"] > 0 {
 		r := float64(med["a"]) / float64(med["b"])
-		t.row("(a)/(b) medians: usbctld over the floor", fmt.Sprintf("%.3f", r), "≤ 1.10", okIf(r <= 1.10))
-		t.row("(a)−(b) medians: usbctld's own cost incl. udev", fmtDur(med["a"]-med["b"]), "", "")
+		t.Row("(a)/(b) medians: usbctld over the floor", fmt.Sprintf("%.3f", r), "≤ 1.10", okIf(r <= 1.10))
+		t.Row("(a)−(b) medians: usbctld's own cost incl. udev", fmtDur(med["a"]-med["b"]), "", "")
 	}
 	if med["a"] > 0 {
 		r := float64(med["c"]) / float64(med["a"])
-		t.row("(c)/(a) medians: old way over usbctld", fmt.Sprintf("%.2f", r), "≥ 3", okIf(r >= 3))
+		t.Row("(c)/(a) medians: old way over usbctld", fmt.Sprintf("%.2f", r), "≥ 3", okIf(r >= 3))
 	}
 	if med["b"] > 0 {
-		t.row("(c)/(b) medians: the most (c)/(a) can be here", fmt.Sprintf("%.2f", float64(med["c"])/float64(med["b"])), "", "")
+		t.Row("(c)/(b) medians: the most (c)/(a) can be here", fmt.Sprintf("%.2f", float64(med["c"])/float64(med["b"])), "", "")
 	}
 	plug := slices.Clone(l.plug)
 	slices.Sort(plug)
-	t.row("sandbox.Plug alone (umockdev creates the fake sysfs, then the uevent), median", fmtDur(stats.Percentile(plug, 0.5)), "", "")
+	t.Row("sandbox.Plug alone (umockdev creates the fake sysfs, then the uevent), median", fmtDur(stats.Percentile(plug, 0.5)), "", "")
 	// The same plugs timed from before sandbox.Plug: umockdev's ~1 ms of
 	// writing fake sysfs files, which on a real host the kernel does
 	// before its uevent, is added to all three and pulls the ratios
@@ -265,18 +266,18 @@ func (l *latencies) addRows(t *table) {
 		slices.Sort(xs)
 		m0[m.key] = stats.Percentile(xs, 0.50)
 	}
-	t.row("timed from before sandbox.Plug instead: (a) / (b) / (c) medians", fmtDur(m0["a"])+" / "+fmtDur(m0["b"])+" / "+fmtDur(m0["c"]), "", "")
+	t.Row("timed from before sandbox.Plug instead: (a) / (b) / (c) medians", fmtDur(m0["a"])+" / "+fmtDur(m0["b"])+" / "+fmtDur(m0["c"]), "", "")
 	if m0["b"] > 0 && m0["a"] > 0 {
-		t.row("  (a)/(b), (c)/(a) timed so", fmt.Sprintf("%.3f, %.2f", float64(m0["a"])/float64(m0["b"]), float64(m0["c"])/float64(m0["a"])), "", "")
+		t.Row("  (a)/(b), (c)/(a) timed so", fmt.Sprintf("%.3f, %.2f", float64(m0["a"])/float64(m0["b"]), float64(m0["c"])/float64(m0["a"])), "", "")
 	}
 	for _, m := range modes {
 		run, wait := slices.Clone(l.run[m.key]), slices.Clone(l.wait[m.key])
 		slices.Sort(run)
 		slices.Sort(wait)
-		t.row(fmt.Sprintf("(%s) usbctld on CPU / waiting for CPU in the window, medians", m.key),
+		t.Row(fmt.Sprintf("(%s) usbctld on CPU / waiting for CPU in the window, medians", m.key),
 			fmtDur(stats.Percentile(run, 0.5))+" / "+fmtDur(stats.Percentile(wait, 0.5)), "", "")
 	}
 	for _, e := range l.extra {
-		t.note("%s", e)
+		t.Note("%s", e)
 	}
 }

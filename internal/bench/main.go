@@ -40,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/usbctl/usbctl/internal/benchkit"
 	"github.com/usbctl/usbctl/internal/sandbox"
 	"github.com/usbctl/usbctl/internal/umockdev"
 )
@@ -106,7 +107,7 @@ func main() {
 			err = gerr
 		}
 	}
-	t.print(os.Stdout)
+	t.Print(os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -132,7 +133,7 @@ type bench struct {
 	dir     string
 	usbctld string
 	cfg     string
-	w       *watcher
+	w       *benchkit.Watcher
 	starts  int // usbctld processes started, for file names
 }
 
@@ -174,10 +175,10 @@ func run(o options, t *table) error {
 	}
 	b.sb = sb
 	defer sb.Close()
-	if b.w, err = newWatcher(ctx, sb.URI()); err != nil {
+	if b.w, err = benchkit.NewWatcher(ctx, sb.URI()); err != nil {
 		return err
 	}
-	defer b.w.conn.Close()
+	defer b.w.Close()
 	b.cfg = filepath.Join(dir, "usbctl.hcl")
 	if err := os.WriteFile(b.cfg, []byte(rulesConfig(o.running)), 0o644); err != nil {
 		return err
@@ -207,7 +208,7 @@ func run(o options, t *table) error {
 		if len(sets) > 0 || costs != nil {
 			addStartupRows(t, o, sets, costs)
 		}
-		t.note("sandbox run: %v in all", time.Since(t0).Round(time.Second))
+		t.Note("sandbox run: %v in all", time.Since(t0).Round(time.Second))
 	}()
 
 	// The devices no rule wants, present for every measurement below.

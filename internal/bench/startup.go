@@ -232,29 +232,29 @@ func (b *bench) startupCosts() (*startupCosts, error) {
 // addStartupRows adds the start-up section: each set measured, then the
 // costs if they were (nil if not).
 func addStartupRows(t *table, o options, ss []*startupSet, costs *startupCosts) {
-	t.section("start-up: process start → \"ready: first sync complete\" (median of %d, from usbctld's log)", o.starts)
+	t.Section("start-up: process start → \"ready: first sync complete\" (median of %d, from usbctld's log)", o.starts)
 	for _, s := range ss {
 		what := fmt.Sprintf("%d domains defined", s.defined)
 		if s.defined > 0 {
 			what += fmt.Sprintf(", %d running", s.running)
 		}
-		t.row("ready, "+what, s.median(func(r startup) time.Duration { return r.ready }), "", "")
-		t.row("  log \"usbctld started\" at", s.median(func(r startup) time.Duration { return r.started }), "", "")
-		t.row("  log \"connected to libvirt\" at", s.median(func(r startup) time.Duration { return r.connected }), "", "")
+		t.Row("ready, "+what, s.median(func(r startup) time.Duration { return r.ready }), "", "")
+		t.Row("  log \"usbctld started\" at", s.median(func(r startup) time.Duration { return r.started }), "", "")
+		t.Row("  log \"connected to libvirt\" at", s.median(func(r startup) time.Duration { return r.connected }), "", "")
 		var syncs []int
 		for _, r := range s.runs {
 			syncs = append(syncs, int(r.syncs))
 		}
 		slices.Sort(syncs)
-		t.row("  syncs by then; the last one took", fmt.Sprintf("%d; %s", syncs[(len(syncs)-1)/2],
+		t.Row("  syncs by then; the last one took", fmt.Sprintf("%d; %s", syncs[(len(syncs)-1)/2],
 			s.median(func(r startup) time.Duration { return r.lastSync })), "", "")
 	}
 	if costs != nil {
-		t.row(fmt.Sprintf("cost: virsh list --all (%d domains)", o.domains), fmtDur(costs.virshList), "", "")
-		t.row("cost: virsh version (exec + connect only)", fmtDur(costs.virshVer), "", "")
-		t.row("cost: usbctld -h (exec + runtime init)", fmtDur(costs.execHelp), "", "")
-		t.row("cost: libvirt connect + close, in process", fmtDur(costs.connect), "", "")
-		t.row(fmt.Sprintf("cost: list %d domains + live XML, in process", o.domains), fmtDur(costs.listDomains), "", "")
-		t.row(fmt.Sprintf("cost: udev enumerate (%d devices)", o.devices+1), fmtDur(costs.udevList), "", "")
+		t.Row(fmt.Sprintf("cost: virsh list --all (%d domains)", o.domains), fmtDur(costs.virshList), "", "")
+		t.Row("cost: virsh version (exec + connect only)", fmtDur(costs.virshVer), "", "")
+		t.Row("cost: usbctld -h (exec + runtime init)", fmtDur(costs.execHelp), "", "")
+		t.Row("cost: libvirt connect + close, in process", fmtDur(costs.connect), "", "")
+		t.Row(fmt.Sprintf("cost: list %d domains + live XML, in process", o.domains), fmtDur(costs.listDomains), "", "")
+		t.Row(fmt.Sprintf("cost: udev enumerate (%d devices)", o.devices+1), fmtDur(costs.udevList), "", "")
 	}
 }
