@@ -26,12 +26,17 @@
 // alias ua-usbctl-BBB-DDD, as this program's own libvirt connection
 // receives it: one process, one clock.
 //
-// usbctld is stopped during the floor and virsh rounds rather than left
-// running with a rule that does not match: then nothing else on the test
-// host reacts to the uevent while the floor or virsh is timed, so the
-// floor is the best this stack can do and usbctld is compared with it
-// honestly. Its start-up is outside the timed span; each usbctld round is
-// the first plug that usbctld instance sees.
+// One usbctld runs for the whole phase, as a daemon does, but it is frozen
+// (SIGSTOP) during the floor and virsh rounds: then nothing else on the
+// test host reacts to the uevent while the floor or virsh is timed, so the
+// floor is the best this stack can do, and usbctld is compared with it
+// honestly. For those rounds the gadget carries a product id no rule
+// wants (-other-product), so what usbctld reads of them when it is thawed
+// (SIGCONT) before its own round is nothing to act on; it is given time to
+// catch up (its sync count steady, nothing pending) before the plug.
+// Stopping and starting usbctld instead would time, in every usbctld
+// round, the first plug of a fresh process (under TCG, code never run
+// before is translated on first use).
 //
 // Phase "start": the guest -domain is shut off and -devices devices that
 // usbctld's config gives it are present; usbctld runs throughout. Each
@@ -80,6 +85,11 @@ type Sample struct {
 	Dev    int           `json:"dev"`
 	Add    time.Duration `json:"add_ns"`
 	Remove time.Duration `json:"remove_ns,omitempty"`
+	// Run and Wait are usbctld's threads' time on CPU and runnable but
+	// waiting for one, from before the plug to the device-added (usbctld
+	// is frozen in the floor and virsh rounds: zero there).
+	Run  time.Duration `json:"usbctld_run_ns"`
+	Wait time.Duration `json:"usbctld_wait_ns"`
 }
 
 // Start is one guest start: Create → the last device-added.
@@ -97,21 +107,23 @@ type Result struct {
 }
 
 type options struct {
-	phase   string
-	uri     string
-	domain  string
-	usbctld string
-	args    string // usbctld's arguments, space-separated (paths without spaces)
-	sock    string
-	log     string
-	gadget  string // configfs directory of the gadget
-	udc     string
-	bus     int
-	plugs   int
-	devices int
-	starts  int
-	settle  time.Duration
-	dir     string
+	phase        string
+	uri          string
+	domain       string
+	usbctld      string
+	args         string // usbctld's arguments, space-separated (paths without spaces)
+	sock         string
+	log          string
+	gadget       string // configfs directory of the gadget
+	product      string // its product id in usbctld's rounds (a rule wants it)
+	otherProduct string // and in the floor's and virsh's (no rule wants it)
+	udc          string
+	bus          int
+	plugs        int
+	devices      int
+	starts       int
+	settle       time.Duration
+	dir          string
 }
 
 func main() {
@@ -124,6 +136,8 @@ func main() {
 	flag.StringVar(&o.sock, "socket", "", "usbctld's control socket (one of its arguments too)")
 	flag.StringVar(&o.log, "usbctld-log", "", "file every usbctld started here appends its log to")
 	flag.StringVar(&o.gadget, "gadget", "", "plugs: the gadget's configfs directory (bound or not)")
+	flag.StringVar(&o.product, "product", "", "plugs: the gadget's product id (4 hex digits) in usbctld's rounds: a rule wants it")
+	flag.StringVar(&o.otherProduct, "other-product", "", "plugs: its product id in the floor's and virsh's rounds: no rule wants it")
 	flag.StringVar(&o.udc, "udc", "", "plugs: the UDC to bind it to (dummy_udc.N)")
 	flag.IntVar(&o.bus, "bus", 0, "plugs: the USB bus number of that UDC's dummy_hcd")
 	flag.IntVar(&o.plugs, "plugs", 20, "plugs: plugs per mode")
@@ -268,8 +282,8 @@ func (b *bench) bind(udc string) error {
 }
 
 func (b *bench) plugs(ctx context.Context, r *Result) error {
-	if b.o.gadget == "" || b.o.udc == "" || b.o.bus < 1 {
-		return errors.New("phase plugs needs -gadget, -udc and -bus")
+	if b.o.gadget == "" || b.o.udc == "" || b.o.bus < 1 || b.o.product == "" || b.o.otherProduct == "" {
+		return errors.New("phase plugs needs -gadget, -udc, -bus, -product and -other-product")
 	}
 	// Start unplugged.
 	cur, err := os.ReadFile(filepath.Join(b.o.gadget, "UDC"))
@@ -285,37 +299,104 @@ func (b *bench) plugs(ctx context.Context, r *Result) error {
 			return fmt.Errorf("initial unplug: %w", err)
 		}
 	}
+	d, err := b.startUsbctld(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = d.cmd.Process.Signal(syscall.SIGCONT)
+		b.stopUsbctld(d)
+	}()
+	cpu0, err := readCPU()
+	if err != nil {
+		return err
+	}
+	frozen := false
 	for i := range b.o.plugs {
 		for _, m := range modes {
-			s, err := b.plugOnce(ctx, m)
+			product := b.o.otherProduct
+			if m == ModeUsbctld {
+				product = b.o.product
+				if frozen {
+					if err := d.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+						return err
+					}
+					frozen = false
+				}
+				if err := b.quiet(ctx); err != nil {
+					return err
+				}
+			} else if !frozen {
+				if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+					return err
+				}
+				frozen = true
+			}
+			if err := os.WriteFile(filepath.Join(b.o.gadget, "idProduct"), []byte("0x"+product), 0o644); err != nil {
+				return fmt.Errorf("gadget %s: %w", b.o.gadget, err)
+			}
+			s, err := b.plugOnce(ctx, m, d.cmd.Process.Pid)
 			if err != nil {
 				return fmt.Errorf("plug %d (%s): %w", i+1, m, err)
 			}
-			b.log.Info("plug", "n", i+1, "mode", m, "dev", s.Dev, "add", s.Add, "remove", s.Remove)
+			b.log.Info("plug", "n", i+1, "mode", m, "dev", s.Dev, "add", s.Add, "remove", s.Remove,
+				"usbctld_run", s.Run, "usbctld_wait", s.Wait)
 			r.Samples = append(r.Samples, s)
 		}
 	}
-	return nil
+	cpu1, err := readCPU()
+	if err != nil {
+		return err
+	}
+	r.Notes = append(r.Notes, fmt.Sprintf("test host CPUs busy during the plug phase: %.0f%% of %d (the L2 guest's QEMU and everything else)",
+		100*cpu1.busyShare(cpu0), cpu1.cpus))
+	// usbctld must have ended healthy, with nothing it still wants to do.
+	if err := d.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return err
+	}
+	return b.quiet(ctx)
+}
+
+// quiet waits until usbctld has caught up: ready, nothing pending, and
+// its sync count the same over -settle.
+func (b *bench) quiet(ctx context.Context) error {
+	c := &api.Client{Socket: b.o.sock}
+	var last uint64
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; ; n++ {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := c.Status(sctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("usbctld status: %w", err)
+		}
+		if n > 0 && st.Ready && len(st.Pending) == 0 && st.Syncs == last {
+			return nil
+		}
+		last = st.Syncs
+		if time.Now().After(deadline) {
+			return fmt.Errorf("usbctld not quiet after 30 s: ready %v, %d pending, %d syncs", st.Ready, len(st.Pending), st.Syncs)
+		}
+		select {
+		case <-time.After(b.o.settle):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // plugOnce plugs the gadget, has it attached the way m says, unplugs it,
-// has it detached, and returns the times.
-func (b *bench) plugOnce(ctx context.Context, m string) (Sample, error) {
+// has it detached, and returns the times, with what usbctld (pid) did
+// on and off CPU in the attach window (its threads' schedstat, read
+// outside the timed span).
+func (b *bench) plugOnce(ctx context.Context, m string, pid int) (Sample, error) {
 	s := Sample{Mode: m}
-	var d *daemon
-	if m == ModeUsbctld {
-		var err error
-		if d, err = b.startUsbctld(ctx); err != nil {
-			return s, err
-		}
-		defer func() {
-			if d != nil {
-				b.stopUsbctld(d)
-			}
-		}()
-	}
 	b.lv.Drain()
 	b.ud.drain()
+	before, err := schedstat(pid)
+	if err != nil {
+		return s, err
+	}
 	if err := b.bind(b.o.udc); err != nil {
 		return s, err
 	}
@@ -351,6 +432,11 @@ func (b *bench) plugOnce(ctx context.Context, m string) (Sample, error) {
 		return s, fmt.Errorf("device-added %s: %w", alias, err)
 	}
 	s.Add = at.Sub(added)
+	after, err := schedstat(pid)
+	if err != nil {
+		return s, err
+	}
+	s.Run, s.Wait = after.run-before.run, after.wait-before.wait
 
 	b.ud.drain()
 	if err := b.bind(""); err != nil {
@@ -371,13 +457,6 @@ func (b *bench) plugOnce(ctx context.Context, m string) (Sample, error) {
 	}
 	if m != ModeVirsh {
 		s.Remove = gone.Sub(removed)
-	}
-	if d != nil {
-		err := b.stopUsbctld(d)
-		d = nil
-		if err != nil {
-			return s, err
-		}
 	}
 	select {
 	case <-time.After(b.o.settle):
