@@ -97,6 +97,8 @@ type Start struct {
 	Create time.Duration `json:"create_ns"` // virDomainCreate's own return
 	All    time.Duration `json:"all_ns"`    // to the last of the devices' device-added
 	First  time.Duration `json:"first_ns"`  // to the first
+	// Aliases are the hostdevs added, in the order their events came.
+	Aliases []string `json:"aliases"`
 }
 
 // Result is what benchreal prints.
@@ -507,6 +509,7 @@ func (b *bench) startOnce(ctx context.Context) (Start, error) {
 		}
 		st.All = at.Sub(t0)
 		seen[alias] = true
+		st.Aliases = append(st.Aliases, alias)
 	}
 	if err := b.dom.Destroy(); err != nil {
 		return st, fmt.Errorf("destroy %s: %w", b.o.domain, err)
