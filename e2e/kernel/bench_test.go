@@ -32,8 +32,8 @@ type benchResult struct {
 		Wait   time.Duration `json:"usbctld_wait_ns"`
 	} `json:"samples"`
 	Starts []struct {
-		Create time.Duration `json:"create_ns"`
-		All    time.Duration `json:"all_ns"`
+		Create  time.Duration `json:"create_ns"`
+		All     time.Duration `json:"all_ns"`
 		First   time.Duration `json:"first_ns"`
 		Aliases []string      `json:"aliases"`
 	} `json:"starts"`
