@@ -75,12 +75,15 @@ fuzz-smoke:
 # Performance: go test benchmarks (Plan, controller overhead), then the real
 # usbctld on the sandbox: plug-to-attach against the floor (AttachDeviceFlags
 # on an open connection) and the old virsh-per-event way, idle cost,
-# start-up; one table with targets. ~4 min, as root.
+# start-up; one table with targets. Then the plug figures on the real stack
+# (the test host: e2e/kernel TestBench, 30 plugs each, 5 guest starts), a
+# second table. ~8 min, as root.
 bench: deps
 	@bash scripts/bench.sh
 
-# The same, every benchmark once (benchtime 1x, 3 plugs, 5 s idle): CI
-# checks that they work; the figures mean nothing.
+# The same, every sandbox benchmark once (benchtime 1x, 3 plugs, 5 s idle):
+# CI checks that they work; the figures mean nothing. The real-stack smoke
+# is TestBench in test-kernel (1 plug each, 1 guest start: ~27 s).
 bench-smoke: deps
 	@bash scripts/bench.sh -smoke
 

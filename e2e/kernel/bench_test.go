@@ -272,7 +272,7 @@ echo "only $n of $N keyboards in sysfs" >&2; exit 1`); err != nil {
 	for _, n := range append(plugRes.Notes, startRes.Notes...) {
 		tb.Note("real stack: %s", n)
 	}
-	tb.Note("real stack: usbctld runs through the plug phase, frozen (SIGSTOP) in the floor's and virsh's rounds, whose gadget has a product id no rule wants; times from the udev event as a udev monitor inside receives it to libvirt's event as a libvirt client inside receives it")
+	tb.Note("real stack: usbctld runs through the plug phase, frozen (SIGSTOP) in the floor's and virsh's rounds, whose gadget has a product id no rule wants; one round of all three first, a warm-up, not counted; times from the udev event as a udev monitor inside receives it to libvirt's event as a libvirt client inside receives it")
 	tb.Note("real stack: plugs phase %v, guest-start phase %v (wall, this test)", tPlugs.Round(time.Second), tStarts.Round(time.Second))
 	var out bytes.Buffer
 	tb.Print(&out)
