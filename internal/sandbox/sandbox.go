@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/usbctl/usbctl/internal/atomicfile"
 	"github.com/usbctl/usbctl/internal/umockdev"
 )
 
@@ -174,35 +175,25 @@ func (s *Sandbox) setup() error {
 	files := map[string]string{
 		"etc/libvirt/libvirtd.conf": s.libvirtdConf(),
 		"etc/libvirt/qemu.conf":     qemuConf,
-		// QEMU under the preload, except for libvirt's capability probes
-		// (-machine none): probing under the preload makes libvirt
-		// re-probe on every lookup.
-		"qemu-wrapper": fmt.Sprintf(`#!/bin/sh
-case " $* " in
-*" -machine none,"*) exec /usr/bin/qemu-system-x86_64 "$@" ;;
-esac
-export UMOCKDEV_DIR=%s
-export LD_PRELOAD=libumockdev-preload.so.0
-exec /usr/bin/qemu-system-x86_64 "$@"
-`, shellQuote(s.path("qemu-umockdev"))),
 	}
 	for name, content := range files {
-		mode := os.FileMode(0o644)
-		if name == "qemu-wrapper" {
-			mode = 0o755
-		}
-		if err := os.WriteFile(s.path(name), []byte(content), mode); err != nil {
+		if err := os.WriteFile(s.path(name), []byte(content), 0o644); err != nil {
 			return fmt.Errorf("sandbox: %w", err)
 		}
 	}
-	s.wrapper = s.path("qemu-wrapper")
+	if err := writeWrapper(s.cache); err != nil {
+		return err
+	}
+	s.wrapper = nsWrapper
 	// QEMU sees the testbed through a directory of its own that links to
 	// the testbed's sys, dev and ioctl trees. The preload puts each
 	// process's uevent socket at $UMOCKDEV_DIR/event<fd>: in the shared
 	// root, QEMU's (libusb opens one at the first hotplug) took over
 	// usbctld's whenever their fd numbers matched, and usbctld heard no
-	// uevent after that.
-	qdir := s.path("qemu-umockdev")
+	// uevent after that. It is under run/, which libvirtd's namespace
+	// (and so QEMU's) has at /run/libvirt: the wrapper names it by that
+	// path, the same in every sandbox.
+	qdir := s.path("run", "usbctl-umockdev")
 	if err := os.MkdirAll(qdir, 0o755); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
@@ -234,6 +225,58 @@ exec /usr/bin/qemu-system-x86_64 "$@"
 		}
 	}
 	return writeBootSector(s.path("images", "poweroff.img"))
+}
+
+// nsWrapper is the guests' emulator as libvirtd and QEMU see it, in
+// libvirtd's namespace (the cache directory is at /var/cache/libvirt
+// there), and nsUmockdev the testbed directory the wrapper points QEMU at
+// (the sandbox's run/usbctl-umockdev). Both paths are the same in every
+// sandbox: libvirt keys its capability cache by the emulator's path and
+// ctime, and a wrapper of each sandbox's own cost a ~4 s probe of QEMU in
+// every sandbox's first define (one cache file per test, 37 in a run of
+// the e2e suite).
+const (
+	nsWrapper  = "/var/cache/libvirt/usbctl-qemu-wrapper"
+	nsUmockdev = "/run/libvirt/usbctl-umockdev"
+)
+
+// writeWrapper writes the emulator wrapper into the cache directory unless
+// it is there already with the same content: rewriting it would change its
+// ctime and so make libvirt probe QEMU again. The content names QEMU's
+// size and ctime, so an upgraded QEMU gets a new wrapper and a new probe.
+func writeWrapper(cache string) error {
+	const qemu = "/usr/bin/qemu-system-x86_64"
+	fi, err := os.Stat(qemu)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	var ctime int64
+	if st != nil {
+		ctime = st.Ctim.Sec
+	}
+	// QEMU under the preload, except for libvirt's capability probes
+	// (-machine none): probing under the preload makes libvirt re-probe
+	// on every lookup.
+	script := fmt.Sprintf(`#!/bin/sh
+# usbctl sandbox: QEMU under the umockdev preload (%s: %d bytes, ctime %d)
+case " $* " in
+*" -machine none,"*) exec %s "$@" ;;
+esac
+export UMOCKDEV_DIR=%s
+export LD_PRELOAD=libumockdev-preload.so.0
+exec %s "$@"
+`, qemu, fi.Size(), ctime, qemu, nsUmockdev, qemu)
+	path := filepath.Join(cache, filepath.Base(nsWrapper))
+	if b, err := os.ReadFile(path); err == nil && string(b) == script {
+		return nil
+	}
+	// Atomic: sandboxes of other processes (go test runs packages in
+	// parallel) may exec it meanwhile.
+	if err := atomicfile.Write(path, []byte(script), 0o755); err != nil {
+		return fmt.Errorf("sandbox: emulator wrapper: %w", err)
+	}
+	return nil
 }
 
 // bootMarker is what the power-off guest's boot sector writes to its
