@@ -17,7 +17,7 @@ deps:
 	@bash scripts/deps.sh
 
 # The README's test command. Every tier runs; a tier that cannot run fails.
-test: deps vet test-unit fuzz-smoke test-udev test-libvirt test-e2e test-kernel test-package bench-smoke
+test: deps vet test-unit fuzz-smoke test-udev test-libvirt test-e2e test-kernel test-systemd test-package bench-smoke
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -59,7 +59,8 @@ test-guest: deps
 # (USBCTL_DEB names a built one, else scripts/deb.sh builds it first),
 # attach through polkit as the user usbctl, reload, socket access, stop,
 # remove and purge, then make install from this tree and systemctl enable
-# --now. As root.
+# --now. As root. In make test: 2 min 18 s measured (make test-systemd,
+# machine to itself, 2026-12-02).
 test-systemd: deps
 	$(GO) test -p 1 -count=1 -v -timeout 20m -tags 'testhost testsystemd' ./e2e/systemd/
 

@@ -290,8 +290,9 @@ func TestDebInstall(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	// The package's man pages trigger man-db, whose mandb -pq costs
-	// 0.07 s on this machine and 100-300 s in the test host (TCG, the
-	// manual's 22,000 files over 9p): the first run's dpkg -i was still
+	// 0.07 s on this machine and 96.6 s in the test host (measured:
+	// new files in man1 and man8 make it re-read every page there, under
+	// TCG over 9p); on a loaded machine the first run's dpkg -i was still
 	// in it after 5 minutes, with usbctld long up. Debian's own switch
 	// for it, man-db/auto-update false, is the flag file gone (in the
 	// overlay only); the trigger still runs and says so, which the test
