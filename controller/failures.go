@@ -125,7 +125,7 @@ type speedError struct {
 func (e *speedError) Error() string { return e.err.Error() + ": likely because " + e.why }
 func (e *speedError) Unwrap() error { return e.err }
 func (e *speedError) Fix() string {
-	return "give the domain a controller that takes it, <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit; applies at its next start), or plug the device into a slower port; usbctl tries again when the domain or the device changes"
+	return "give the domain a controller that takes every speed, <controller type='usb' model='qemu-xhci' ports='15'/> (virsh edit; applies at its next start), or plug the device into a port of a speed the domain takes; usbctl tries again when the domain or the device changes"
 }
 func (e *speedError) FailureClass() failure.Class { return failure.Permanent }
 

@@ -28,6 +28,15 @@ func TestExplainSpeed(t *testing.T) {
 		t.Errorf("fix %q: want a controller that takes it", fix)
 	}
 
+	// The other way: a full-speed device and an EHCI without companions,
+	// which QEMU refuses ("speed mismatch" in the domain's log).
+	slow := &reconcile.Device{Bus: 4, Dev: 2, Vendor: "1d6b", Product: "0102", Speed: "12"}
+	ehci := reconcile.Domain{Name: "ehci", USBControllers: []string{"ehci"}}
+	err = explainSpeed(refused, slow, ehci)
+	if failure.ClassOf(err) != failure.Permanent || !strings.Contains(err.Error(), "full speed (12 Mb/s)") || !strings.Contains(err.Error(), "take high speed only") {
+		t.Errorf("full-speed device into EHCI only: %v (class %v), want permanent and why", err, failure.ClassOf(err))
+	}
+
 	for _, c := range []struct {
 		name string
 		err  error
@@ -35,6 +44,7 @@ func TestExplainSpeed(t *testing.T) {
 		dom  reconcile.Domain
 	}{
 		{"fits", refused, fast, reconcile.Domain{USBControllers: []string{"qemu-xhci"}}},
+		{"companions take it", refused, slow, reconcile.Domain{USBControllers: []string{"ich9-ehci1", "ich9-uhci1"}}},
 		{"speed unknown", refused, &reconcile.Device{Speed: ""}, uhci},
 		{"no device", refused, nil, uhci},
 		{"classified", failure.New(failure.Permanent, "usb device in use by another domain"), fast, uhci},
