@@ -73,7 +73,7 @@ func Start(ctx context.Context, opt Options) (*Sandbox, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("sandbox: must run as root (mount namespaces, libvirtd)")
 	}
-	for _, bin := range []string{"libvirtd", "virsh", "qemu-system-x86_64", "unshare"} {
+	for _, bin := range []string{"libvirtd", "virsh", "qemu-system-x86_64", "unshare", "taskset"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return nil, fmt.Errorf("sandbox: %s not found: run make deps (scripts/deps.sh)", bin)
 		}
@@ -356,7 +356,15 @@ mount --bind "$D/log" /var/log/libvirt
 mount --bind "$CACHE" /var/cache/libvirt
 mount --bind "$D/passwd" /etc/passwd
 mount --bind "$D/group" /etc/group
-exec libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
+# One CPU, always the same: where KVM is usable libvirt keeps its QEMU
+# capability cache only while the host's CPUID is identical, and it reads
+# CPUID on whatever CPU its thread runs on; leaf 1 EBX and leaf 11 EDX carry
+# the CPU's APIC id (measured here: 00020800 on cpu0, 01020800 on cpu1), so
+# about half of all starts threw the cache away ("host cpuid changed") and
+# probed QEMU again for ~10 s. QEMU is not held to it: libvirt gives each
+# guest all host CPUs.
+cpu=$(taskset -pc $$ | sed 's/.*: *//; s/[-,].*//')
+exec taskset -c "$cpu" libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
 `
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script)
 	cmd.Env = append(CleanEnv(), "D="+s.dir, "CACHE="+s.cache)
