@@ -99,7 +99,8 @@ func run(m *testing.M) int {
 	}
 	tDeb := time.Since(t0)
 	// TestMakeInstall runs make install inside, in this source tree (the
-	// machine's own /, so the tree is there): its build step then finds
+	// machine's own /, so the tree is there, or shown there when it lies
+	// under /tmp, which the test host mounts afresh): its build step then finds
 	// bin/ up to date, as a user's `make && sudo make install` does.
 	t1 := time.Now()
 	mk := exec.CommandContext(ctx, "make", "-C", root, "build")
@@ -464,6 +465,15 @@ if getent group usbctl >/dev/null; then groupdel usbctl; fi
 	start := time.Now()
 	out, err := s.h.ShEnv(ctx, []string{"ROOT=" + s.root}, `
 export PATH=$PATH:/usr/local/go/bin
+# The tree is this machine's, so it is there inside, unless it lies under a
+# directory the test host mounts afresh (/tmp, /run: a CI clone in /tmp).
+# Then show it at the same path as / is shown: the 9p share read-only with
+# a tmpfs overlay, so make finds bin/ as make build left it.
+if [ ! -f "$ROOT/Makefile" ]; then
+	mkdir -p /run/hostroot /run/srcup/up /run/srcup/work "$ROOT"
+	mountpoint -q /run/hostroot || mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /run/hostroot
+	mount -t overlay -o lowerdir="/run/hostroot$ROOT",upperdir=/run/srcup/up,workdir=/run/srcup/work overlay "$ROOT"
+fi
 cd "$ROOT"
 make install 2>&1
 [ -x /usr/local/bin/usbctld ] && [ -x /usr/local/bin/usbctl ]
