@@ -17,6 +17,10 @@ type GadgetSpec struct {
 	Serial          string // empty: no serial number string
 	Manufacturer    string
 	ProductName     string
+	// MaxSpeed caps the speed the gadget enumerates at (configfs
+	// max_speed: "low-speed", "full-speed", "high-speed"); empty: the
+	// UDC's fastest (high speed on dummy_hcd).
+	MaxSpeed string
 }
 
 // Gadget is a configfs gadget (one ACM function) bound to a dummy_hcd UDC:
@@ -33,6 +37,7 @@ type Gadget struct {
 
 var (
 	gadgetName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	maxSpeed   = regexp.MustCompile(`^(|low-speed|full-speed|high-speed|super-speed)$`)
 	hex4       = regexp.MustCompile(`^[0-9a-fA-F]{4}$`)
 )
 
@@ -82,6 +87,7 @@ mkdir "$G/strings/0x409"
 if [ -n "$SERIAL" ]; then printf %s "$SERIAL" > "$G/strings/0x409/serialnumber"; fi
 if [ -n "$MFR" ]; then printf %s "$MFR" > "$G/strings/0x409/manufacturer"; fi
 if [ -n "$PRODUCT" ]; then printf %s "$PRODUCT" > "$G/strings/0x409/product"; fi
+if [ -n "$MAXSPEED" ]; then echo "$MAXSPEED" > "$G/max_speed"; fi
 mkdir "$G/configs/c.1" "$G/functions/acm.usb0"
 ln -s "$G/functions/acm.usb0" "$G/configs/c.1/"
 echo "$UDC" > "$G/UDC"
@@ -94,6 +100,9 @@ OLDDEV=
 func (h *Host) Gadget(ctx context.Context, spec GadgetSpec) (*Gadget, error) {
 	if !gadgetName.MatchString(spec.Name) || !hex4.MatchString(spec.Vendor) || !hex4.MatchString(spec.Product) {
 		return nil, fmt.Errorf("test host: gadget %q: want a name of [A-Za-z0-9_.-] and 4-hex-digit vendor and product, have %q:%q", spec.Name, spec.Vendor, spec.Product)
+	}
+	if !maxSpeed.MatchString(spec.MaxSpeed) {
+		return nil, fmt.Errorf("test host: gadget %s: max speed %q: want low-speed, full-speed, high-speed or super-speed", spec.Name, spec.MaxSpeed)
 	}
 	spec.Vendor, spec.Product = strings.ToLower(spec.Vendor), strings.ToLower(spec.Product)
 	h.gmu.Lock()
@@ -123,6 +132,7 @@ func (g *Gadget) env(udc, oldDev, product string) []string {
 		"UDCS=" + strconv.Itoa(g.h.opts.UDCs), "NAME=" + g.Spec.Name, "UDC=" + udc, "OLDDEV=" + oldDev,
 		"VID=" + g.Spec.Vendor, "PID=" + product,
 		"SERIAL=" + g.Spec.Serial, "MFR=" + g.Spec.Manufacturer, "PRODUCT=" + g.Spec.ProductName,
+		"MAXSPEED=" + g.Spec.MaxSpeed,
 	}
 }
 
