@@ -59,7 +59,9 @@ for i in $(seq 200); do
 		[ -e "$d/devnum" ] || continue
 		[ "$(cat "$d/idProduct")" = "$PID" ] || continue
 		dev=$(cat "$d/devnum")
-		[ "$dev" != "$OLDDEV" ] || continue
+		# 0 is no address: a device seen before the kernel gave it one
+		# (a full-speed gadget once showed devnum 0 here).
+		[ "$dev" != 0 ] && [ "$dev" != "$OLDDEV" ] || continue
 		echo "$UDC ${d##*/} $(cat "$d/busnum") $dev"
 		exit 0
 	done
