@@ -467,12 +467,14 @@ if getent group usbctl >/dev/null; then groupdel usbctl; fi
 export PATH=$PATH:/usr/local/go/bin
 # The tree is this machine's, so it is there inside, unless it lies under a
 # directory the test host mounts afresh (/tmp, /run: a CI clone in /tmp).
-# Then show it at the same path as / is shown: the 9p share read-only with
-# a tmpfs overlay, so make finds bin/ as make build left it.
+# Then show it at its path from a bind mount of / alone, which has none of
+# the mounts on top (9p allows one mount of the share, so not that): the
+# overlay's own /tmp, writable as / is, so make finds bin/ as make build
+# left it.
 if [ ! -f "$ROOT/Makefile" ]; then
-	mkdir -p /run/hostroot /run/srcup/up /run/srcup/work "$ROOT"
-	mountpoint -q /run/hostroot || mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /run/hostroot
-	mount -t overlay -o lowerdir="/run/hostroot$ROOT",upperdir=/run/srcup/up,workdir=/run/srcup/work overlay "$ROOT"
+	mkdir -p /run/rootview "$ROOT"
+	mountpoint -q /run/rootview || mount --bind / /run/rootview
+	mount --bind "/run/rootview$ROOT" "$ROOT"
 fi
 cd "$ROOT"
 make install 2>&1
