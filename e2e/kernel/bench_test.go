@@ -21,25 +21,6 @@ import (
 	"github.com/usbctl/usbctl/internal/testhost"
 )
 
-// benchResult is internal/benchreal's output (its Result).
-type benchResult struct {
-	Samples []struct {
-		Mode   string        `json:"mode"`
-		Dev    int           `json:"dev"`
-		Add    time.Duration `json:"add_ns"`
-		Remove time.Duration `json:"remove_ns"`
-		Run    time.Duration `json:"usbctld_run_ns"`
-		Wait   time.Duration `json:"usbctld_wait_ns"`
-	} `json:"samples"`
-	Starts []struct {
-		Create  time.Duration `json:"create_ns"`
-		All     time.Duration `json:"all_ns"`
-		First   time.Duration `json:"first_ns"`
-		Aliases []string      `json:"aliases"`
-	} `json:"starts"`
-	Notes []string `json:"notes"`
-}
-
 // benchStartGuest is the second L2 domain, started and destroyed by the
 // guest-start measurement.
 const benchStartGuest = "bench8"
@@ -285,7 +266,7 @@ echo "only $n of $N keyboards in sysfs" >&2; exit 1`); err != nil {
 }
 
 // runBenchreal runs internal/benchreal inside and decodes its result.
-func runBenchreal(ctx context.Context, t *testing.T, logs func(), args ...string) benchResult {
+func runBenchreal(ctx context.Context, t *testing.T, logs func(), args ...string) benchkit.Result {
 	t.Helper()
 	res, err := host.Run(ctx, append([]string{bin + "/benchreal", "-dir", "/tmp"}, args...)...)
 	if err != nil {
@@ -295,7 +276,7 @@ func runBenchreal(ctx context.Context, t *testing.T, logs func(), args ...string
 		logs()
 		t.Fatalf("benchreal %v exited %d:\n%s", args, res.Exit, lastLines(string(res.Stderr), 60))
 	}
-	var r benchResult
+	var r benchkit.Result
 	if err := json.Unmarshal(res.Stdout, &r); err != nil {
 		t.Fatalf("benchreal's output: %v: %q", err, res.Stdout)
 	}

@@ -79,36 +79,6 @@ const (
 	ModeVirsh   = "virsh"
 )
 
-// Sample is one plug: uevent → device-added, and for usbctld and the
-// floor the unplug's uevent → device-removed.
-type Sample struct {
-	Mode   string        `json:"mode"`
-	Dev    int           `json:"dev"`
-	Add    time.Duration `json:"add_ns"`
-	Remove time.Duration `json:"remove_ns,omitempty"`
-	// Run and Wait are usbctld's threads' time on CPU and runnable but
-	// waiting for one, from before the plug to the device-added (usbctld
-	// is frozen in the floor and virsh rounds: zero there).
-	Run  time.Duration `json:"usbctld_run_ns"`
-	Wait time.Duration `json:"usbctld_wait_ns"`
-}
-
-// Start is one guest start: Create → the last device-added.
-type Start struct {
-	Create time.Duration `json:"create_ns"` // virDomainCreate's own return
-	All    time.Duration `json:"all_ns"`    // to the last of the devices' device-added
-	First  time.Duration `json:"first_ns"`  // to the first
-	// Aliases are the hostdevs added, in the order their events came.
-	Aliases []string `json:"aliases"`
-}
-
-// Result is what benchreal prints.
-type Result struct {
-	Samples []Sample `json:"samples,omitempty"`
-	Starts  []Start  `json:"starts,omitempty"`
-	Notes   []string `json:"notes,omitempty"`
-}
-
 type options struct {
 	phase        string
 	uri          string
@@ -174,7 +144,7 @@ type bench struct {
 	dom  *libvirt.Domain
 }
 
-func run(ctx context.Context, log *slog.Logger, o options) (*Result, error) {
+func run(ctx context.Context, log *slog.Logger, o options) (*benchkit.Result, error) {
 	if o.domain == "" || o.usbctld == "" || o.sock == "" {
 		return nil, errors.New("-domain, -usbctld and -socket are needed")
 	}
@@ -197,7 +167,7 @@ func run(ctx context.Context, log *slog.Logger, o options) (*Result, error) {
 		return nil, fmt.Errorf("domain %s: %w", o.domain, err)
 	}
 	defer b.dom.Free()
-	r := &Result{}
+	r := &benchkit.Result{}
 	switch o.phase {
 	case "plugs":
 		err = b.plugs(ctx, r)
@@ -284,7 +254,7 @@ func (b *bench) bind(udc string) error {
 	return nil
 }
 
-func (b *bench) plugs(ctx context.Context, r *Result) error {
+func (b *bench) plugs(ctx context.Context, r *benchkit.Result) error {
 	if b.o.gadget == "" || b.o.udc == "" || b.o.bus < 1 || b.o.product == "" || b.o.otherProduct == "" {
 		return errors.New("phase plugs needs -gadget, -udc, -bus, -product and -other-product")
 	}
@@ -398,8 +368,8 @@ func (b *bench) quiet(ctx context.Context) error {
 // has it detached, and returns the times, with what usbctld (pid) did
 // on and off CPU in the attach window (its threads' schedstat, read
 // outside the timed span).
-func (b *bench) plugOnce(ctx context.Context, m string, pid int) (Sample, error) {
-	s := Sample{Mode: m}
+func (b *bench) plugOnce(ctx context.Context, m string, pid int) (benchkit.Sample, error) {
+	s := benchkit.Sample{Mode: m}
 	b.lv.Drain()
 	b.ud.drain()
 	before, err := schedstat(pid)
@@ -475,7 +445,7 @@ func (b *bench) plugOnce(ctx context.Context, m string, pid int) (Sample, error)
 	return s, nil
 }
 
-func (b *bench) startPhase(ctx context.Context, r *Result) error {
+func (b *bench) startPhase(ctx context.Context, r *benchkit.Result) error {
 	d, err := b.startUsbctld(ctx)
 	if err != nil {
 		return err
@@ -492,8 +462,8 @@ func (b *bench) startPhase(ctx context.Context, r *Result) error {
 	return nil
 }
 
-func (b *bench) startOnce(ctx context.Context) (Start, error) {
-	var st Start
+func (b *bench) startOnce(ctx context.Context) (benchkit.Start, error) {
+	var st benchkit.Start
 	b.lv.Drain()
 	t0 := time.Now()
 	if err := b.dom.Create(); err != nil {
