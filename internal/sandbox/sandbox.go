@@ -361,7 +361,7 @@ mount --bind "$D/group" /etc/group
 # CPUID on whatever CPU its thread runs on; leaf 1 EBX and leaf 11 EDX carry
 # the CPU's APIC id (measured here: 00020800 on cpu0, 01020800 on cpu1), so
 # about half of all starts threw the cache away ("host cpuid changed") and
-# probed QEMU again for ~10 s. QEMU is not held to it: libvirt gives each
+# probed QEMU again (a start took ~12 s instead of 0.2 s). QEMU is not held to it: libvirt gives each
 # guest all host CPUs.
 cpu=$(taskset -pc $$ | sed 's/.*: *//; s/[-,].*//')
 exec taskset -c "$cpu" libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
