@@ -61,7 +61,7 @@ func run(m *testing.M) int {
 	defer h.Close()
 	tBoot := time.Since(t0)
 	share, _ := h.SharedDir()
-	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(share, "bin")+"/", "../../cmd/usbctld", "../../cmd/usbctl")
+	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(share, "bin")+"/", "../../cmd/usbctld", "../../cmd/usbctl", "../../internal/testhost/cmd/usbfshold")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "kernel: build usbctld and usbctl:", err)
