@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path"
 	"sort"
 	"time"
 
@@ -141,4 +142,47 @@ func (s *Source) deliver(action string, props map[string]string, attr func(strin
 		return
 	}
 	handle(Event{Action: a, Device: d})
+}
+
+// UsbfsClaims returns the sysfs names ("3-1:1.0") of d's interfaces whose
+// driver is usbfs: claimed through /dev/bus/usb by a program, as libusb's
+// claim_interface does. The kernel sends no uevent for such a claim or its
+// release (usbfs suppresses them; measured on the real-kernel test host),
+// so this reads sysfs, through libudev like everything here.
+func (s *Source) UsbfsClaims(ctx context.Context, d reconcile.Device) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if d.DevPath == "" {
+		return nil, fmt.Errorf("usb device %s: no devpath to read its interfaces from", d.Key())
+	}
+	var u udev.Udev
+	parent := u.NewDeviceFromSyspath("/sys" + d.DevPath)
+	if parent == nil {
+		return nil, fmt.Errorf("usb device %s: %s is not in sysfs (unplugged?)", d.Key(), d.DevPath)
+	}
+	e := u.NewEnumerate()
+	if err := e.AddMatchParent(parent); err != nil {
+		return nil, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
+	}
+	if err := e.AddMatchSubsystem("usb"); err != nil {
+		return nil, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
+	}
+	if err := e.AddMatchProperty("DEVTYPE", "usb_interface"); err != nil {
+		return nil, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
+	}
+	ifaces, err := e.Devices()
+	if err != nil {
+		return nil, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
+	}
+	var held []string
+	for _, i := range ifaces {
+		// Only the device's own interfaces: a hub's enumeration as
+		// parent also finds the interfaces of the devices behind it.
+		if path.Dir(i.Devpath()) == d.DevPath && i.Driver() == "usbfs" {
+			held = append(held, i.Sysname())
+		}
+	}
+	sort.Strings(held)
+	return held, nil
 }

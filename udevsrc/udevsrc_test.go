@@ -309,3 +309,44 @@ func TestListSysfsMatchesLibudev(t *testing.T) {
 		t.Fatalf("sysfs and libudev differ:\n sysfs  %+v\n libudev %+v", viaSysfs, viaUdev)
 	}
 }
+
+// TestUsbfsClaims: the interfaces a program holds through usbfs, and
+// only the device's own (a hub's children have interfaces too).
+func TestUsbfsClaims(t *testing.T) {
+	tb := newTestbed(t)
+	card := umockdev.USBDevice{Bus: 1, Dev: 8, Port: "1-6", Vendor: "1050", Product: "0407", Interfaces: []string{"030101", "0b0000"}}
+	for _, d := range []umockdev.USBDevice{card, deskHub, behind2} {
+		plug(t, tb, d)
+	}
+	for _, r := range []string{
+		card.InterfaceRecord(0, "usbhid"), card.InterfaceRecord(1, "usbfs"),
+		deskHub.InterfaceRecord(0, "hub"),
+		behind2.InterfaceRecord(0, "usbfs"), behind2.InterfaceRecord(1, ""),
+	} {
+		if err := tb.AddFromString(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(logger(t))
+	devs, err := s.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, d := range devs {
+		ifaces, err := s.UsbfsClaims(context.Background(), d)
+		if err != nil {
+			t.Fatalf("%s: %v", d.Key(), err)
+		}
+		got[d.Port] = ifaces
+	}
+	want := map[string][]string{"usb1": nil, "1-6": {"1-6:1.1"}, "1-4": nil, "1-4.2": {"1-4.2:1.0"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("usbfs claims by port:\n got  %v\n want %v", got, want)
+	}
+	// A device that went: an error that names it, not an empty answer.
+	gone := reconcile.Device{Bus: 1, Dev: 99, DevPath: "/devices/pci0000:00/0000:00:14.0/usb1/1-9"}
+	if _, err := s.UsbfsClaims(context.Background(), gone); err == nil || !strings.Contains(err.Error(), "001:099") {
+		t.Errorf("claims of an absent device: err %v, want one naming it", err)
+	}
+}

@@ -257,3 +257,31 @@ func hexVal(s string) uint64 {
 func (d USBDevice) IoctlScript() string {
 	return fmt.Sprintf("@DEV %s (usbdevfs)\nUSBDEVFS_CONNECTINFO 0 %02X00000000000000\nUSBDEVFS_GET_CAPABILITIES 0 0F000000\n", d.DevNode(), d.Dev)
 }
+
+// InterfaceRecord is the umockdev record of interface n of d (in
+// configuration 1), bound to driver ("" for none) as the kernel shows it:
+// a "driver" link to the driver's directory, and DRIVER in the uevent. It
+// must be added after d's own record. A driver of "usbfs" is an interface
+// a program claimed through /dev/bus/usb (libusb).
+func (d USBDevice) InterfaceRecord(n int, driver string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "P: %s/%s:1.%d\n", d.DevPath(), d.SysName(), n)
+	fmt.Fprintf(&b, "E: DEVTYPE=usb_interface\n")
+	if driver != "" {
+		fmt.Fprintf(&b, "E: DRIVER=%s\n", driver)
+	}
+	fmt.Fprintf(&b, "E: SUBSYSTEM=usb\n")
+	fmt.Fprintf(&b, "E: PRODUCT=%x/%x/%x\n", hexVal(d.Vendor), hexVal(d.Product), bcdDevice)
+	if n < len(d.Interfaces) {
+		c := d.Interfaces[n]
+		fmt.Fprintf(&b, "E: INTERFACE=%d/%d/%d\n", hexByte(c[0:2]), hexByte(c[2:4]), hexByte(c[4:6]))
+	}
+	fmt.Fprintf(&b, "A: bInterfaceNumber=%02x\n", n)
+	if driver != "" {
+		// Interfaces sit four levels below /sys/devices here
+		// (pci0000:00/0000:00:14.0/usbN/PORT...), one more per hub.
+		up := strings.Repeat("../", strings.Count(d.DevPath(), "/")+1)
+		fmt.Fprintf(&b, "L: driver=%sbus/usb/drivers/%s\n", up, driver)
+	}
+	return b.String()
+}
