@@ -35,7 +35,16 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 			}
 			continue
 		}
+		var claims <-chan claimResult
+		if a.Kind == reconcile.Attach && a.Device != nil && c.opt.Claims != nil {
+			claims = c.readClaims(ctx, *a.Device)
+		}
 		err := c.do(ctx, a)
+		if claims != nil {
+			if r := <-claims; err == nil {
+				c.heldAtAttach(a, r, now)
+			}
+		}
 		if err == nil {
 			c.opt.Observer.ActionDone(a.Kind, nil, failure.Transient)
 			fs.succeeded(id)

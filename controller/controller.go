@@ -56,6 +56,12 @@ type Options struct {
 	Log        *slog.Logger
 	Hypervisor Hypervisor
 	Devices    DeviceLister
+	// Claims reads which interfaces of a device host programs hold
+	// through usbfs, at each attach; nil: not looked at.
+	Claims ClaimReader
+	// HoldRecheck is how often a device attached while held on the host
+	// is looked at again (default DefaultHoldRecheck).
+	HoldRecheck time.Duration
 	// URI is shown in status.
 	URI string
 	// Resync is the period of the full re-list of devices and domains
@@ -121,6 +127,8 @@ type loopState struct {
 	failures      failures
 	hostdevs      hostdevBook
 	detaching     detachBook
+	// holds are devices attached while a host program held them.
+	holds holdBook
 	// wakeAt is when the loop must look again although no backoff runs
 	// out and no event may come: an attach waits for a detach (apply).
 	wakeAt      time.Time
@@ -153,6 +161,9 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 	if opt.Observer == nil {
 		opt.Observer = noObserver{}
 	}
+	if opt.HoldRecheck <= 0 {
+		opt.HoldRecheck = DefaultHoldRecheck
+	}
 	if opt.AskTimeout <= 0 {
 		opt.AskTimeout = 2 * time.Minute
 	}
@@ -175,6 +186,7 @@ func New(opt Options, rules reconcile.Rules, cs ConfigStatus) *Controller {
 			failures:  newFailures(backoff.Policy{Min: opt.BackoffMin, Max: opt.BackoffMax, Jitter: 0.1}),
 			hostdevs:  hostdevBook{},
 			detaching: detachBook{},
+			holds:     holdBook{},
 			rt:        runtimeState{stateFile: opt.StateFile},
 		},
 		requests: make(chan request),
@@ -273,6 +285,7 @@ func (c *Controller) sync(ctx context.Context) time.Time {
 	// Our own attaches and detaches changed the world we planned on:
 	// status and PlanNow must show the world after them.
 	obs.Domains = c.loop.domains.list()
+	holdNext := c.recheckHolds(ctx, obs.Devices, now)
 	c.loop.syncs++
 	next := c.publish(start, obs, res, cfg, ovs)
 	c.flushEvents()
@@ -280,7 +293,7 @@ func (c *Controller) sync(ctx context.Context) time.Time {
 		next = w
 	}
 	c.opt.Observer.SyncDone(c.opt.Now().Sub(start))
-	for _, t := range []time.Time{override.Next(c.loop.rt.overrides), override.NextExpiry(c.loop.rt.offers)} {
+	for _, t := range []time.Time{override.Next(c.loop.rt.overrides), override.NextExpiry(c.loop.rt.offers), holdNext} {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}

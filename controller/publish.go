@@ -63,6 +63,7 @@ func (c *Controller) publish(start time.Time, obs reconcile.Observed, res reconc
 		Overrides:        slices.Clone(l.rt.overrides),
 		Offers:           slices.Clone(l.rt.offers),
 		StateError:       l.rt.saveErr,
+		HeldOnHost:       c.holdList(),
 	}
 	rulesFor := make(map[reconcile.DeviceKey]string, len(res.Placements))
 	for _, p := range res.Placements {

@@ -43,6 +43,10 @@ type Status struct {
 	// StateError is the last failure to read or write the state file of
 	// runtime assignments; empty when all is well.
 	StateError string `json:"state_error,omitempty"`
+	// HeldOnHost are devices usbctl attached while a program on the host
+	// held some of their interfaces through usbfs: the guest may not be
+	// able to use them. Each says what to do.
+	HeldOnHost []HostHold `json:"held_on_host,omitempty"`
 }
 
 // ConfigStatus describes the rules in force and the last rejected reload.

@@ -41,6 +41,11 @@ const (
 	// paused, ...) or stopped (or was undefined).
 	DomainStarted Type = "domain-started"
 	DomainStopped Type = "domain-stopped"
+	// HeldOnHost: a device was attached while a program on the host held
+	// some of its interfaces through usbfs (Reason says which); the guest
+	// may not be able to use it. ReleasedOnHost: that program let go.
+	HeldOnHost     Type = "held-on-host"
+	ReleasedOnHost Type = "released-on-host"
 )
 
 // Event is one line of the stream. Strings from the hardware (in Device)

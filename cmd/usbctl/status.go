@@ -18,6 +18,7 @@ import (
 	"github.com/usbctl/usbctl/controller"
 	"github.com/usbctl/usbctl/events"
 	"github.com/usbctl/usbctl/override"
+	"github.com/usbctl/usbctl/reconcile"
 )
 
 func newStatusCmd(sock *socketFlag) *cobra.Command {
@@ -193,6 +194,10 @@ func printStatus(w io.Writer, st controller.Status, now time.Time, loc *time.Loc
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "DOMAIN\tSTATE\tDEVICE\tPORT\tID\tNAME\tRULE\tSINCE")
+	held := make(map[reconcile.DeviceKey]bool, len(st.HeldOnHost))
+	for _, h := range st.HeldOnHost {
+		held[h.Key] = true
+	}
 	doms := append([]controller.DomainStatus(nil), st.Domains...)
 	sort.SliceStable(doms, func(i, j int) bool { return doms[i].Name < doms[j].Name })
 	for _, d := range doms {
@@ -220,6 +225,9 @@ func printStatus(w io.Writer, st controller.Status, now time.Time, loc *time.Loc
 			rule := a.Rule
 			if rule == "" {
 				rule = "-"
+			}
+			if held[a.Key] {
+				since += " HELD ON THE HOST (see below)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n, s, a.Key, port, id, dname, safe(rule), since)
 		}
@@ -269,6 +277,17 @@ func printStatus(w io.Writer, st controller.Status, now time.Time, loc *time.Loc
 			notes = append(notes, errorNotes(p))
 		}
 		sectionWithNotes(w, "PENDING OR FAILING", "ACTION\tDOMAIN\tDEVICE\tTRIES\tNEXT TRY", rows, notes)
+	}
+	if len(st.HeldOnHost) > 0 {
+		var rows [][]string
+		var notes [][]string
+		for _, h := range st.HeldOnHost {
+			rows = append(rows, []string{h.Key.String(), safe(h.Device.ID()), cell(deviceName(h.Device), 32), cell(h.Domain, 24),
+				safe(strings.Join(h.Interfaces, ", ")), clock(h.Since)})
+			notes = append(notes, []string{"warning: " + safe(h.Warning), "fix:     " + safe(h.Fix)})
+		}
+		sectionWithNotes(w, "HELD ON THE HOST: attached while a program on the host held them; the guest may not be able to use them",
+			"DEVICE\tID\tNAME\tDOMAIN\tINTERFACES\tSINCE", rows, notes)
 	}
 	if len(st.Conflicts) > 0 {
 		var rows [][]string

@@ -54,6 +54,9 @@ func sampleStatus(now time.Time) controller.Status {
 		Offers: []override.Offer{{Device: reconcile.Device{Bus: 2, Dev: 3, Vendor: "0781", Product: "5583", Port: "2-1", Manufacturer: "SanDisk", ProductName: "Ultra Fit"},
 			Domain: "win11", Since: now.Add(-10 * time.Second), Expires: now.Add(110 * time.Second)}},
 		StateError: "write /var/lib/usbctl/overrides.json: read-only file system",
+		HeldOnHost: []controller.HostHold{{Key: recv.Key(), Device: reconcile.Device{Bus: 1, Dev: 5, Vendor: "046d", Product: "c52b", Port: "1-4.2", ProductName: evil},
+			Domain: "win11", Alias: "ua-usbctl-001-005", Interfaces: []string{"1-4.2:1.1"}, Since: now.Add(-90 * time.Second),
+			Warning: "interface 1-4.2:1.1 held on the host by another program through usbfs", Fix: "stop the program that holds it"}},
 	}
 }
 
@@ -74,6 +77,11 @@ func TestPrintStatusGolden(t *testing.T) {
 	// (issue 13 item 11: cut at 80 characters, the fix only in --json).
 	if !strings.Contains(out, "\n    error: attach ua-usbctl-001-010 to win11: internal error: unable to execute QEMU command 'device_add': Bus 'usb.0' does not support hotplugging: No free USB ports: no free usb port in the guest\n    fix:   "+portsFix+"\n") {
 		t.Fatalf("the error and its fix are not each on a line of their own:\n%s", out)
+	}
+	// A device held on the host: marked in its domain's row, and its
+	// warning and fix under it.
+	if !strings.Contains(out, "HELD ON THE HOST (see below)") || !strings.Contains(out, "\n    warning: interface 1-4.2:1.1 held on the host by another program through usbfs\n    fix:     stop the program that holds it\n") {
+		t.Fatalf("held device not shown with its warning and fix:\n%s", out)
 	}
 	golden(t, "status.golden", out)
 }

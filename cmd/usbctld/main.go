@@ -191,7 +191,7 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	// Status is read only by /metrics requests, served once ctl is set.
 	met := metrics.New(func() controller.Status { return ctl.Status() })
 	ctl = controller.New(controller.Options{
-		Log: log.With("component", "controller"), Hypervisor: conn, Devices: src,
+		Log: log.With("component", "controller"), Hypervisor: conn, Devices: src, Claims: src,
 		URI: uri, Resync: o.resync, Observer: met,
 		StateFile: filepath.Join(o.stateDir, override.FileName), AskTimeout: o.askTimeout,
 	}, cfg.Rules, configStatus(cfg, time.Now()))
