@@ -14,8 +14,9 @@ pkgs=(gcc libc6-dev pkg-config libvirt-dev libudev-dev
       # The shells whose completion of usbctl is tested for real.
       bash-completion fish zsh
       # The real-kernel test host (internal/testhost): Debian's kernel and
-      # modules, busybox for its initramfs, USB/IP inside it.
-      linux-image-amd64 busybox-static usbip)
+      # modules, busybox for its initramfs, USB/IP inside it; fuser, which
+      # status names to find a program holding a device.
+      linux-image-amd64 busybox-static usbip psmisc)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
