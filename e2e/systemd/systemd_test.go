@@ -343,6 +343,13 @@ func TestAttachAsUsbctl(t *testing.T) {
 	// The attach went through polkit: libvirtd asked it about usbctl.
 	out := sh(ctx, t, "/usr/bin/usbctl status | grep -i keyboard")
 	t.Logf("usbctl status: %s", out)
+	// At the attach usbctld read the device's usbfs claims from sysfs; the
+	// unit's sandbox (ProtectKernelTunables, PrivateDevices) must leave
+	// that readable, or every attach would warn that it cannot tell.
+	if out := sh(ctx, t, "journalctl -u usbctld --no-pager -o cat | grep -c 'cannot tell whether a host program holds' || true"); strings.TrimSpace(out) != "0" {
+		t.Errorf("usbctld could not read the usbfs claims under its unit (%s warnings):\n%s", strings.TrimSpace(out),
+			sh(ctx, t, "journalctl -u usbctld --no-pager -o cat | grep 'cannot tell' | tail -3"))
+	}
 }
 
 // TestReloadAndBrokenReload: a config that does not parse, then systemctl
