@@ -17,6 +17,7 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 	clear(c.loop.domains.copied)
 	c.loop.wakeAt = time.Time{}
 	want := make(map[actionID]bool, len(res.Actions))
+	var reads []claimRead
 	for _, a := range res.Actions {
 		id := idOf(a)
 		want[id] = true
@@ -35,15 +36,9 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 			}
 			continue
 		}
-		var claims <-chan claimResult
-		if a.Kind == reconcile.Attach && a.Device != nil && c.opt.Claims != nil {
-			claims = c.readClaims(ctx, *a.Device)
-		}
 		err := c.do(ctx, a)
-		if claims != nil {
-			if r := <-claims; err == nil {
-				c.heldAtAttach(a, r, now)
-			}
+		if err == nil && a.Kind == reconcile.Attach && a.Device != nil && c.opt.Claims != nil {
+			reads = append(reads, claimRead{a, c.readClaims(ctx, *a.Device)})
 		}
 		if err == nil {
 			c.opt.Observer.ActionDone(a.Kind, nil, failure.Transient)
@@ -70,6 +65,15 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 	}
 	// An action the plan no longer wants is no longer failing.
 	fs.keepOnly(want)
+	for _, r := range reads {
+		c.heldAtAttach(r.a, <-r.ch, c.opt.Now())
+	}
+}
+
+// claimRead is the usbfs claim read that follows a successful attach.
+type claimRead struct {
+	a  reconcile.Action
+	ch <-chan claimResult
 }
 
 func (c *Controller) do(ctx context.Context, a reconcile.Action) error {

@@ -197,6 +197,10 @@ domain "`+guest+`" {
 	}
 	d.waitHeld(ctx, t, g, iface, false, 12*time.Second)
 
+	// What each read of the claims cost, as usbctld logged it.
+	b, _ := d.p.Log()
+	t.Logf("usbfs claim reads:\n%s", grepLines(string(b), "usbfs claims read"))
+
 	// The test leaves the guest without the device.
 	ctl("detach", key)
 	waitHostdev(ctx, t, alias, false)
