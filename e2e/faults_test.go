@@ -132,9 +132,14 @@ func TestFaultDaemonKilledMidSync(t *testing.T) {
 // libvirtd hangs (SIGSTOP) while a device is plugged: usbctl status keeps
 // answering at once, the hung call ends when keepalive declares the
 // connection dead, status says so, and once libvirtd goes on the device is
-// attached.
+// attached. The keepalive is set short (1 s, 2 pings: dead after ~3 s, not
+// the default's ~20 s) as a user who wants a hung libvirtd noticed sooner
+// would set it; the test then also proves the flags reach libvirt.
 func TestFaultLibvirtdHangs(t *testing.T) {
-	w := oneGuestRunning(t)
+	w := newWorld(t, "g1")
+	w.writeConfig(oneGuest)
+	w.start("g1")
+	w.startDaemon("--keepalive-interval", "1s", "--keepalive-count", "2")
 	if err := w.sb.SignalLibvirtd(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +163,12 @@ func TestFaultLibvirtdHangs(t *testing.T) {
 	}
 	if !sawDown {
 		t.Fatal("status never showed the hung libvirtd as disconnected")
+	}
+	// 1 s × (2 + 1) and a call in flight: well under the default's ~20 s.
+	if d := time.Since(deadline.Add(-45 * time.Second)); d > 10*time.Second {
+		t.Errorf("the hung libvirtd counted as gone after %v; with --keepalive-interval 1s --keepalive-count 2 it should be ~3 s", d.Round(100*time.Millisecond))
+	} else {
+		t.Logf("hung libvirtd counted as gone after %v", d.Round(100*time.Millisecond))
 	}
 	if slowest > time.Second {
 		t.Fatalf("status took %v while libvirtd hung; it must never wait for libvirt", slowest)

@@ -49,6 +49,10 @@ type options struct {
 	metricsAddr   string
 	stateDir      string
 	askTimeout    time.Duration
+	// keepaliveInterval and keepaliveCount: how soon a libvirtd that
+	// stopped answering counts as gone (libvirt's own keepalive).
+	keepaliveInterval time.Duration
+	keepaliveCount    uint
 }
 
 type multiFlag []string
@@ -73,7 +77,13 @@ func main() {
 	fs.StringVar(&o.metricsAddr, "metrics-listen", "", "also serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9585); they are always on the control socket at /metrics")
 	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "directory of the state file that keeps runtime assignments (usbctl attach, detach, move) across restarts (default $STATE_DIRECTORY, or "+fallbackStateDir+")")
 	fs.DurationVar(&o.askTimeout, "ask-timeout", 2*time.Minute, "how long an offer (mode \"ask\") waits for an answer before its device stays on the host")
+	fs.DurationVar(&o.keepaliveInterval, "keepalive-interval", 5*time.Second, "libvirt keepalive: a ping to libvirtd this often (whole seconds); with --keepalive-count, a libvirtd that stops answering counts as gone after about interval × (count+1), and usbctld reconnects")
+	fs.UintVar(&o.keepaliveCount, "keepalive-count", 3, "libvirt keepalive: unanswered pings before the connection counts as dead")
 	_ = fs.Parse(os.Args[1:])
+	if err := checkKeepalive(o.keepaliveInterval, o.keepaliveCount); err != nil {
+		fmt.Fprintln(os.Stderr, "usbctld:", err)
+		os.Exit(2)
+	}
 	o.configs = cfgs
 	if len(o.configs) == 0 {
 		o.configs = config.DefaultPaths()
@@ -87,6 +97,19 @@ func main() {
 		log.Error("usbctld stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// checkKeepalive refuses what libvirt's keepalive cannot do: it counts in
+// whole seconds, and a count of 0 would drop the connection at the first
+// ping that is late.
+func checkKeepalive(interval time.Duration, count uint) error {
+	if interval < time.Second || interval%time.Second != 0 {
+		return fmt.Errorf("--keepalive-interval %v: want whole seconds, at least 1s (libvirt counts in seconds)", interval)
+	}
+	if count < 1 {
+		return fmt.Errorf("--keepalive-count %d: want at least 1", count)
+	}
+	return nil
 }
 
 // fallbackStateDir is the state directory without systemd's
@@ -181,7 +204,8 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	// Wire first, then start: the controller exists before anything can
 	// deliver an event into it (libvirt's connection calls back from the
 	// moment it starts; the udev watch and the loop start further down).
-	conn, err := virt.New(virt.Options{URI: uri, Log: log.With("component", "libvirt")})
+	conn, err := virt.New(virt.Options{URI: uri, Log: log.With("component", "libvirt"),
+		KeepaliveInterval: o.keepaliveInterval, KeepaliveCount: o.keepaliveCount})
 	if err != nil {
 		return fmt.Errorf("libvirt %s: %w", uri, err)
 	}

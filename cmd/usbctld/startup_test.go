@@ -67,3 +67,18 @@ func TestStartupRace(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckKeepalive(t *testing.T) {
+	for _, c := range []struct {
+		interval time.Duration
+		count    uint
+		ok       bool
+	}{
+		{5 * time.Second, 3, true}, {time.Second, 1, true},
+		{500 * time.Millisecond, 3, false}, {1500 * time.Millisecond, 3, false}, {0, 3, false}, {5 * time.Second, 0, false},
+	} {
+		if err := checkKeepalive(c.interval, c.count); (err == nil) != c.ok {
+			t.Errorf("checkKeepalive(%v, %d) = %v, want ok %v", c.interval, c.count, err, c.ok)
+		}
+	}
+}
