@@ -148,7 +148,8 @@ func (s *Source) deliver(action string, props map[string]string, attr func(strin
 // driver is usbfs: claimed through /dev/bus/usb by a program, as libusb's
 // claim_interface does. The kernel sends no uevent for such a claim or its
 // release (usbfs suppresses them; measured on the real-kernel test host),
-// so this reads sysfs, through libudev like everything here.
+// so this reads sysfs, through libudev like everything here. A device no
+// longer in sysfs has none.
 func (s *Source) UsbfsClaims(ctx context.Context, d reconcile.Device) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -159,7 +160,9 @@ func (s *Source) UsbfsClaims(ctx context.Context, d reconcile.Device) ([]string,
 	var u udev.Udev
 	parent := u.NewDeviceFromSyspath("/sys" + d.DevPath)
 	if parent == nil {
-		return nil, fmt.Errorf("usb device %s: %s is not in sysfs (unplugged?)", d.Key(), d.DevPath)
+		// Unplugged since: it holds nothing, and its remove event
+		// follows (a quick unplug after an attach does this).
+		return nil, nil
 	}
 	e := u.NewEnumerate()
 	if err := e.AddMatchParent(parent); err != nil {

@@ -344,9 +344,13 @@ func TestUsbfsClaims(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("usbfs claims by port:\n got  %v\n want %v", got, want)
 	}
-	// A device that went: an error that names it, not an empty answer.
+	// A device that went holds nothing; one without a devpath cannot be
+	// looked up, and the error names it.
 	gone := reconcile.Device{Bus: 1, Dev: 99, DevPath: "/devices/pci0000:00/0000:00:14.0/usb1/1-9"}
-	if _, err := s.UsbfsClaims(context.Background(), gone); err == nil || !strings.Contains(err.Error(), "001:099") {
-		t.Errorf("claims of an absent device: err %v, want one naming it", err)
+	if ifaces, err := s.UsbfsClaims(context.Background(), gone); err != nil || len(ifaces) != 0 {
+		t.Errorf("claims of an unplugged device: %v, %v; want none", ifaces, err)
+	}
+	if _, err := s.UsbfsClaims(context.Background(), reconcile.Device{Bus: 1, Dev: 98}); err == nil || !strings.Contains(err.Error(), "001:098") {
+		t.Errorf("claims of a device without devpath: err %v, want one naming it", err)
 	}
 }
