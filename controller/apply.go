@@ -36,9 +36,19 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 			}
 			continue
 		}
+		// The device's usbfs claims, read as the attach starts and
+		// again once it returned (holders.go): both in the background.
+		var before <-chan claimResult
+		if a.Kind == reconcile.Attach && a.Device != nil && c.opt.Claims != nil {
+			before = c.readClaims(ctx, *a.Device)
+		}
 		err := c.do(ctx, a)
-		if err == nil && a.Kind == reconcile.Attach && a.Device != nil && c.opt.Claims != nil {
-			reads = append(reads, claimRead{a, c.readClaims(ctx, *a.Device)})
+		if before != nil {
+			if err == nil {
+				reads = append(reads, claimRead{a, before, c.readClaims(ctx, *a.Device)})
+			} else {
+				<-before
+			}
 		}
 		if err == nil {
 			c.opt.Observer.ActionDone(a.Kind, nil, failure.Transient)
@@ -66,14 +76,14 @@ func (c *Controller) apply(ctx context.Context, res reconcile.Result) {
 	// An action the plan no longer wants is no longer failing.
 	fs.keepOnly(want)
 	for _, r := range reads {
-		c.heldAtAttach(r.a, <-r.ch, c.opt.Now())
+		c.heldAtAttach(r.a, <-r.before, <-r.after, c.opt.Now())
 	}
 }
 
-// claimRead is the usbfs claim read that follows a successful attach.
+// claimRead is the usbfs claim reads around a successful attach.
 type claimRead struct {
-	a  reconcile.Action
-	ch <-chan claimResult
+	a             reconcile.Action
+	before, after <-chan claimResult
 }
 
 func (c *Controller) do(ctx context.Context, a reconcile.Action) error {

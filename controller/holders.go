@@ -19,7 +19,9 @@ import (
 // usbfs claims or releases an interface (it suppresses them; measured on
 // the real-kernel test host, issue 12).
 type ClaimReader interface {
-	UsbfsClaims(ctx context.Context, d reconcile.Device) ([]string, error)
+	// UsbfsClaims returns the sysfs names of d's interfaces whose
+	// driver is usbfs, and how many interfaces d has.
+	UsbfsClaims(ctx context.Context, d reconcile.Device) (usbfs []string, interfaces int, err error)
 }
 
 // DefaultHoldRecheck is how often a device attached while a host program
@@ -62,40 +64,68 @@ func holdFix(k reconcile.DeviceKey) string {
 
 type claimResult struct {
 	ifaces []string
+	total  int // interfaces of the device
 	err    error
 }
 
-// readClaims reads d's usbfs claims in the background, right after its
-// attach returned: the apply loop goes on with the next action meanwhile.
-// A claim seen then is another program's, made before or during the
-// attach: QEMU claims interfaces itself only when the guest configures the
-// device, and a guest's kernel waits at least 100 ms after the port
-// connects before it does (USB debounce), while this read takes well under
-// a millisecond (took, in the debug log).
+// readClaims reads d's usbfs claims in the background (a few sysfs
+// lookups, well under a millisecond: took, in the debug log), so that the
+// apply loop does not wait for it.
 func (c *Controller) readClaims(ctx context.Context, d reconcile.Device) <-chan claimResult {
 	ch := make(chan claimResult, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(ctx, c.opt.CallTimeout)
 		defer cancel()
 		t0 := time.Now()
-		ifaces, err := c.opt.Claims.UsbfsClaims(ctx, d)
-		c.log.Debug("usbfs claims read", "device", d.Key().String(), "interfaces", strings.Join(ifaces, ","), "took", time.Since(t0))
-		ch <- claimResult{ifaces, err}
+		ifaces, total, err := c.opt.Claims.UsbfsClaims(ctx, d)
+		c.log.Debug("usbfs claims read", "device", d.Key().String(), "usbfs", strings.Join(ifaces, ","), "interfaces", total, "took", time.Since(t0))
+		ch <- claimResult{ifaces, total, err}
 	}()
 	return ch
 }
 
-// heldAtAttach records what the claim read of a successful attach found.
-func (c *Controller) heldAtAttach(a reconcile.Action, r claimResult, now time.Time) {
-	if r.err != nil {
-		c.log.Warn("cannot tell whether a host program holds the device", "domain", a.Domain, "device", a.Key.String(), "err", r.err)
+// heldClaims tells, from a read started just before an attach and one
+// just after it returned, which interfaces another program holds. A claim
+// before the attach is not QEMU's: it had not opened the device. A claim
+// that appeared during the attach may be QEMU's own, made when the guest
+// configured the device at once (firmware scanning its ports at boot):
+// QEMU claims all of a device's interfaces or, when another program holds
+// one, fails; so new claims on only some of them still mean another
+// program, and new claims on all of them are taken for QEMU's.
+func heldClaims(before, after claimResult) []string {
+	if after.err != nil || len(after.ifaces) == 0 {
+		return nil
+	}
+	var kept []string
+	if before.err == nil {
+		for _, i := range after.ifaces {
+			if slices.Contains(before.ifaces, i) {
+				kept = append(kept, i)
+			}
+		}
+	}
+	if len(kept) == 0 && len(after.ifaces) < after.total {
+		kept = after.ifaces
+	}
+	return kept
+}
+
+// heldAtAttach records what the claim reads around a successful attach
+// found.
+func (c *Controller) heldAtAttach(a reconcile.Action, before, after claimResult, now time.Time) {
+	if after.err != nil {
+		c.log.Warn("cannot tell whether a host program holds the device", "domain", a.Domain, "device", a.Key.String(), "err", after.err)
 		return
 	}
-	if len(r.ifaces) == 0 {
+	ifaces := heldClaims(before, after)
+	if len(ifaces) == 0 {
 		delete(c.loop.holds, a.Key)
+		if len(after.ifaces) > 0 {
+			c.log.Debug("usbfs claims made during the attach on every interface: taken for QEMU's own", "device", a.Key.String(), "interfaces", strings.Join(after.ifaces, ","))
+		}
 		return
 	}
-	ifaces := slices.Clone(r.ifaces)
+	ifaces = slices.Clone(ifaces)
 	sort.Strings(ifaces)
 	h := &HostHold{Key: a.Key, Domain: a.Domain, Alias: a.Alias, Interfaces: ifaces, Since: now,
 		Warning: holdWarning(ifaces), Fix: holdFix(a.Key), next: now.Add(c.opt.HoldRecheck)}

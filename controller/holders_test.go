@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -11,19 +12,25 @@ import (
 	"github.com/usbctl/usbctl/reconcile"
 )
 
-// fakeClaims is the host's usbfs claims by devpath.
+// fakeClaims is the host's usbfs claims by devpath; every device has two
+// interfaces.
 type fakeClaims struct {
 	mu    sync.Mutex
 	by    map[string][]string
 	err   error
 	reads int
+	read  chan struct{} // one token per read, if set
 }
 
-func (f *fakeClaims) UsbfsClaims(ctx context.Context, d reconcile.Device) ([]string, error) {
+func (f *fakeClaims) UsbfsClaims(ctx context.Context, d reconcile.Device) ([]string, int, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.reads++
-	return f.by[d.DevPath], f.err
+	ifaces, err := f.by[d.DevPath], f.err
+	f.mu.Unlock()
+	if f.read != nil {
+		f.read <- struct{}{}
+	}
+	return ifaces, 2, err
 }
 
 func (f *fakeClaims) set(devpath string, ifaces ...string) {
@@ -32,7 +39,18 @@ func (f *fakeClaims) set(devpath string, ifaces ...string) {
 	f.mu.Unlock()
 }
 
-func newHoldTest(t *testing.T, hv *fakeHV, devs *fakeDevices, claims *fakeClaims, r reconcile.Rules) (*Controller, *clock) {
+// duringAttach runs a function inside each attach, before the fake's own.
+type duringAttach struct {
+	*fakeHV
+	during func()
+}
+
+func (h duringAttach) Attach(ctx context.Context, domain string, key reconcile.DeviceKey) error {
+	h.during()
+	return h.fakeHV.Attach(ctx, domain, key)
+}
+
+func newHoldTest(t *testing.T, hv Hypervisor, devs *fakeDevices, claims *fakeClaims, r reconcile.Rules) (*Controller, *clock) {
 	t.Helper()
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	c := New(Options{Hypervisor: hv, Devices: devs, Claims: claims, Now: clk.now, HoldRecheck: 5 * time.Second,
@@ -149,5 +167,60 @@ func TestHeldOnHostEndsWithTheHostdev(t *testing.T) {
 	wantCalls(t, hv, "attach win11 001:005")
 	if st := c.Status(); len(st.HeldOnHost) != 0 {
 		t.Fatalf("warned on a failed read: %+v", st.HeldOnHost)
+	}
+}
+
+// TestHeldClaims: which claims are another program's, from the reads
+// before and after an attach.
+func TestHeldClaims(t *testing.T) {
+	r := func(total int, ifaces ...string) claimResult { return claimResult{ifaces: ifaces, total: total} }
+	failed := claimResult{err: errors.New("sysfs")}
+	for _, c := range []struct {
+		name          string
+		before, after claimResult
+		want          string
+	}{
+		{"none", r(2), r(2), "[]"},
+		{"held before and after", r(2, "1-1:1.0"), r(2, "1-1:1.0"), "[1-1:1.0]"},
+		{"let go during the attach", r(2, "1-1:1.0"), r(2), "[]"},
+		{"claimed during the attach, some interfaces", r(2), r(2, "1-1:1.1"), "[1-1:1.1]"},
+		{"claimed during the attach, every interface: QEMU's", r(2), r(2, "1-1:1.0", "1-1:1.1"), "[]"},
+		{"one interface, claimed during the attach: QEMU's", r(1), r(1, "1-1:1.0"), "[]"},
+		{"held before, QEMU took the rest", r(2, "1-1:1.0"), r(2, "1-1:1.0", "1-1:1.1"), "[1-1:1.0]"},
+		{"before unknown, some interfaces", failed, r(2, "1-1:1.0"), "[1-1:1.0]"},
+		{"before unknown, every interface", failed, r(2, "1-1:1.0", "1-1:1.1"), "[]"},
+		{"after unknown", r(2, "1-1:1.0"), failed, "[]"},
+	} {
+		if got := fmt.Sprint(heldClaims(c.before, c.after)); got != c.want {
+			t.Errorf("%s: held %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+// TestClaimedDuringAttach: claims that appear while the attach runs, on
+// every interface, are QEMU's (the guest configured the device at once);
+// on some of them, another program's.
+func TestClaimedDuringAttach(t *testing.T) {
+	for _, c := range []struct {
+		claims []string
+		warned bool
+	}{
+		{[]string{"1-1:1.0", "1-1:1.1"}, false},
+		{[]string{"1-1:1.1"}, true},
+	} {
+		devs := &fakeDevices{}
+		card := dev(1, 2, "1050:0407", "1-1")
+		devs.set(card)
+		claims := &fakeClaims{by: map[string][]string{}, read: make(chan struct{}, 8)}
+		hv := duringAttach{newFakeHV(running("win11")), func() {
+			<-claims.read // the read as the attach starts is done
+			claims.set(card.DevPath, c.claims...)
+		}}
+		ctl, _ := newHoldTest(t, hv, devs, claims, rules(allow("win11", 0, "1050:0407")))
+		ctl.sync(ctx)
+		wantCalls(t, hv.fakeHV, "attach win11 001:002")
+		if got := len(ctl.Status().HeldOnHost) == 1; got != c.warned {
+			t.Errorf("claims %v made during the attach: warned %v, want %v", c.claims, got, c.warned)
+		}
 	}
 }

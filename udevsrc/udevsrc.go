@@ -145,49 +145,52 @@ func (s *Source) deliver(action string, props map[string]string, attr func(strin
 }
 
 // UsbfsClaims returns the sysfs names ("3-1:1.0") of d's interfaces whose
-// driver is usbfs: claimed through /dev/bus/usb by a program, as libusb's
+// driver is usbfs, and how many interfaces d has: claimed through /dev/bus/usb by a program, as libusb's
 // claim_interface does. The kernel sends no uevent for such a claim or its
 // release (usbfs suppresses them; measured on the real-kernel test host),
 // so this reads sysfs, through libudev like everything here. A device no
 // longer in sysfs has none.
-func (s *Source) UsbfsClaims(ctx context.Context, d reconcile.Device) ([]string, error) {
+func (s *Source) UsbfsClaims(ctx context.Context, d reconcile.Device) (usbfs []string, interfaces int, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if d.DevPath == "" {
-		return nil, fmt.Errorf("usb device %s: no devpath to read its interfaces from", d.Key())
+		return nil, 0, fmt.Errorf("usb device %s: no devpath to read its interfaces from", d.Key())
 	}
 	var u udev.Udev
 	parent := u.NewDeviceFromSyspath("/sys" + d.DevPath)
 	if parent == nil {
 		// Unplugged since: it holds nothing, and its remove event
 		// follows (a quick unplug after an attach does this).
-		return nil, nil
+		return nil, 0, nil
 	}
 	e := u.NewEnumerate()
 	if err := e.AddMatchParent(parent); err != nil {
-		return nil, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
+		return nil, 0, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
 	}
 	if err := e.AddMatchSubsystem("usb"); err != nil {
-		return nil, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
+		return nil, 0, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
 	}
 	if err := e.AddMatchProperty("DEVTYPE", "usb_interface"); err != nil {
-		return nil, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
+		return nil, 0, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
 	}
 	ifaces, err := e.Devices()
 	if err != nil {
-		return nil, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
+		return nil, 0, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
 	}
-	var held []string
 	for _, i := range present(ifaces) {
 		// Only the device's own interfaces: a hub's enumeration as
 		// parent also finds the interfaces of the devices behind it.
-		if path.Dir(i.Devpath()) == d.DevPath && i.Driver() == "usbfs" {
-			held = append(held, i.Sysname())
+		if path.Dir(i.Devpath()) != d.DevPath {
+			continue
+		}
+		interfaces++
+		if i.Driver() == "usbfs" {
+			usbfs = append(usbfs, i.Sysname())
 		}
 	}
-	sort.Strings(held)
-	return held, nil
+	sort.Strings(usbfs)
+	return usbfs, interfaces, nil
 }
 
 // present drops the nil entries of an enumeration: go-udev's Devices gives

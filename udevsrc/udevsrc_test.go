@@ -332,25 +332,25 @@ func TestUsbfsClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string][]string{}
+	got := map[string]string{}
 	for _, d := range devs {
-		ifaces, err := s.UsbfsClaims(context.Background(), d)
+		ifaces, n, err := s.UsbfsClaims(context.Background(), d)
 		if err != nil {
 			t.Fatalf("%s: %v", d.Key(), err)
 		}
-		got[d.Port] = ifaces
+		got[d.Port] = fmt.Sprintf("%v of %d", ifaces, n)
 	}
-	want := map[string][]string{"usb1": nil, "1-6": {"1-6:1.1"}, "1-4": nil, "1-4.2": {"1-4.2:1.0"}}
+	want := map[string]string{"usb1": "[] of 0", "1-6": "[1-6:1.1] of 2", "1-4": "[] of 1", "1-4.2": "[1-4.2:1.0] of 2"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("usbfs claims by port:\n got  %v\n want %v", got, want)
 	}
 	// A device that went holds nothing; one without a devpath cannot be
 	// looked up, and the error names it.
 	gone := reconcile.Device{Bus: 1, Dev: 99, DevPath: "/devices/pci0000:00/0000:00:14.0/usb1/1-9"}
-	if ifaces, err := s.UsbfsClaims(context.Background(), gone); err != nil || len(ifaces) != 0 {
+	if ifaces, _, err := s.UsbfsClaims(context.Background(), gone); err != nil || len(ifaces) != 0 {
 		t.Errorf("claims of an unplugged device: %v, %v; want none", ifaces, err)
 	}
-	if _, err := s.UsbfsClaims(context.Background(), reconcile.Device{Bus: 1, Dev: 98}); err == nil || !strings.Contains(err.Error(), "001:098") {
+	if _, _, err := s.UsbfsClaims(context.Background(), reconcile.Device{Bus: 1, Dev: 98}); err == nil || !strings.Contains(err.Error(), "001:098") {
 		t.Errorf("claims of a device without devpath: err %v, want one naming it", err)
 	}
 }
