@@ -46,6 +46,12 @@
 // kills QEMU and removes the directory. A test host that does not come up
 // is an error carrying the console log's tail, never a skip.
 //
+// Test hosts booted with the same Options.Network (NewNetwork) share a
+// private Ethernet segment, each with a static address (Host.IP): e.g.
+// USB/IP from one to the other (e2e/usbip). The segment is a hub in the
+// test process on unix datagram sockets; the host's own network is not
+// touched, and Network.Close removes it.
+//
 // # Acceleration
 //
 // TCG (-accel tcg,thread=multi) by default. On the machines this was built
@@ -104,7 +110,12 @@ type Options struct {
 	// BootTimeout bounds the boot up to the agent's hello (default 3 min:
 	// TCG on a loaded 2-core machine).
 	BootTimeout time.Duration
-	Log         *slog.Logger
+	// Network, when set, puts the test host on that private segment with
+	// the next free address (Host.IP), configured before Boot returns:
+	// test hosts booted with the same Network reach each other over
+	// TCP/IP, and nothing else. nil: no NIC at all.
+	Network *Network
+	Log     *slog.Logger
 }
 
 // Host is a booted test host.
@@ -118,8 +129,9 @@ type Host struct {
 	qemuDone chan struct{} // closed when QEMU has exited
 	qemuErr  error
 
-	ag  *agentConn
-	qmp *qmpConn
+	ag   *agentConn
+	qmp  *qmpConn
+	port *port // on Options.Network; nil without one
 
 	gmu      sync.Mutex      // gadget creation: one free UDC at a time
 	gadgets  map[string]bool // names in use
@@ -186,6 +198,11 @@ func Boot(ctx context.Context, o Options) (_ *Host, err error) {
 	if err := h.installAgent(ctx); err != nil {
 		return nil, err
 	}
+	if o.Network != nil {
+		if h.port, err = o.Network.join(); err != nil {
+			return nil, fmt.Errorf("test host: %w", err)
+		}
+	}
 	initrd := filepath.Join(dir, "initramfs.cpio")
 	if err := writeInitramfs(initrd, ver, "/bin/busybox"); err != nil {
 		return nil, fmt.Errorf("test host: %w", err)
@@ -208,6 +225,12 @@ func Boot(ctx context.Context, o Options) (_ *Host, err error) {
 		return nil, h.bootError(fmt.Errorf("qemu exited before the agent answered: %v", h.qemuErr))
 	case <-bootCtx.Done():
 		return nil, h.bootError(fmt.Errorf("no answer from the agent within %v: %w", o.BootTimeout, bootCtx.Err()))
+	}
+	if h.port != nil {
+		if err := h.setupNetwork(bootCtx); err != nil {
+			return nil, err
+		}
+		h.log.Info("test host on network", "dir", dir, "ip", h.port.addr, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return h, nil
 }
@@ -261,6 +284,9 @@ func (h *Host) startQEMU(ver, initrd string) error {
 		// 8 USB 2 and 8 USB 3 root ports for hot-plugged devices.
 		"-device", "qemu-xhci,id=xhci,p2=8,p3=8",
 		"-device", "virtio-rng-pci",
+	}
+	if h.port != nil {
+		args = append(args, h.port.qemuArgs()...)
 	}
 	qlog, err := os.Create(filepath.Join(d, "qemu.log"))
 	if err != nil {
@@ -332,6 +358,9 @@ func (h *Host) Close() error {
 	}
 	if h.qmp != nil {
 		h.qmp.close()
+	}
+	if h.port != nil {
+		h.port.leave()
 	}
 	if err := os.RemoveAll(h.dir); err != nil {
 		errs = append(errs, fmt.Errorf("test host: remove %s: %w", h.dir, err))
