@@ -204,8 +204,9 @@ func (n *Network) Close() error {
 }
 
 // netUp configures the NIC inside, found by its MAC (its name depends on
-// the init: eth0 without udev, a predictable name with systemd's), and
-// brings up loopback too: a networked host's programs expect 127.0.0.1.
+// the init: eth0 without udev, enp0s6 with systemd's udevd), brings up
+// loopback too (a networked host's programs expect 127.0.0.1), and waits
+// for the carrier, so a host is reachable once Boot returns.
 const netUp = `
 modprobe virtio_net
 # systemd's udevd may rename the NIC; wait for it so the name is final.
@@ -222,7 +223,14 @@ if [ -z "$IF" ]; then echo "no network interface with MAC $MAC" >&2; exit 1; fi
 ip link set lo up
 ip link set "$IF" up
 ip addr add "$ADDR" dev "$IF"
-echo "$IF"
+# The carrier comes a moment after "up" (the kernel's linkwatch, seen at
+# ~1 s: NO-CARRIER, operstate down); until then the NIC sends nothing.
+for i in $(seq 200); do
+	[ "$(cat "/sys/class/net/$IF/operstate")" = up ] && { echo "$IF"; exit 0; }
+	sleep 0.05
+done
+echo "$IF: no carrier 10 s after link up ($(cat "/sys/class/net/$IF/operstate"))" >&2
+exit 1
 `
 
 // setupNetwork runs netUp for the host's port.

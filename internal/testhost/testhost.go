@@ -19,6 +19,8 @@
 //	h.Unplug(ctx, "kbd")                           // device_del, waits for DEVICE_DELETED
 //	g, err := h.Gadget(ctx, testhost.GadgetSpec{Name: "g1", Vendor: "1d6b", Product: "0104", Serial: "X"})
 //	g.Reenumerate(ctx, "df11"); g.Remove(ctx)
+//	n, err := testhost.NewNetwork("", log)         // a private segment; defer n.Close()
+//	a, err := testhost.Boot(ctx, testhost.Options{Network: n}) // a.IP(): 10.77.0.1, the next 10.77.0.2
 //
 // One boot serves a whole suite (a boot costs seconds, every command inside
 // 0.3–1.3 s under TCG): boot in TestMain, share the *Host. Its methods are
