@@ -51,9 +51,10 @@ test-kernel: deps
 # USB/IP between two real-kernel test hosts booted side by side on one
 # private network (testhost.Network): a gadget on A exported by usbipd,
 # attached on B, seen in B's own sysfs on vhci_hcd, detached, back on A;
-# 5 rounds, the latency logged. As root. In make test: 31 s measured (30.5
-# and 30.6 s, 44 s with other work on the machine; make test-usbip under
-# /work/wt/heavy -x, 2026-12-02).
+# 5 rounds, the latency logged. As root. In make test: 31 s measured, the
+# median of six runs of make test-usbip with the machine's heavy slots to
+# itself (30.5, 30.6, 31.0, 31.8, 42.8, 44.3 s; every step was slower in
+# the two long ones), 2026-12-02.
 test-usbip: deps
 	$(GO) test -count=1 -v -timeout 10m -tags testhost ./e2e/usbip/
 
