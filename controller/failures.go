@@ -78,12 +78,16 @@ func (fs *failures) failedNow(id actionID, err error, now time.Time) *failed {
 
 // changed gives every failure that is not transient another chance: all of
 // them, or those of the devices in keys. A transient one keeps its backoff.
-func (fs *failures) changed(all bool, keys map[reconcile.DeviceKey]bool) {
+// It returns the actions it forgot, for the log.
+func (fs *failures) changed(all bool, keys map[reconcile.DeviceKey]bool) []actionID {
+	var forgot []actionID
 	for id, f := range fs.byAction {
 		if (all || keys[id.key]) && f.class != failure.Transient {
 			delete(fs.byAction, id)
+			forgot = append(forgot, id)
 		}
 	}
+	return forgot
 }
 
 // woken makes due at now the failures that a change of devices in one of

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/usbctl/usbctl/failure"
 	"github.com/usbctl/usbctl/reconcile"
@@ -80,7 +81,7 @@ func (c *Controller) observe(ctx context.Context) reconcile.Observed {
 	// device freed by another domain's detach), and domain events are
 	// rare: give every permanent failure another chance.
 	if all := n.clearAll || len(n.stale) > 0; all || len(keys) > 0 {
-		c.loop.failures.changed(all, keys)
+		c.logForgotten(c.loop.failures.changed(all, keys), n, keys)
 	}
 	// A device that left a domain may have freed the USB port an attach
 	// there waits for: try it now, not when its backoff runs out (13-20 s
@@ -211,4 +212,31 @@ func (c *Controller) logReadFailure(what string, err error, attrs ...any) {
 		lv = slog.LevelDebug
 	}
 	c.log.Log(context.Background(), lv, what, append(attrs, "err", err)...)
+}
+
+// logForgotten says at debug level which change let each failure that
+// waited for one try again: a retry that nothing seemed to cause is
+// otherwise hard to tell from a hot loop.
+func (c *Controller) logForgotten(ids []actionID, n news, keys map[reconcile.DeviceKey]bool) {
+	if len(ids) == 0 || !c.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	stale := make([]string, 0, len(n.stale))
+	for d := range n.stale {
+		stale = append(stale, d)
+	}
+	sort.Strings(stale)
+	slices.SortFunc(ids, func(a, b actionID) int {
+		if a.key != b.key {
+			if a.key.Less(b.key) {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.domain+string(a.kind), b.domain+string(b.kind))
+	})
+	for _, id := range ids {
+		c.log.Debug("failure forgotten: a change may cure it", "action", string(id.kind), "domain", id.domain, "device", id.key.String(),
+			"device_event", keys[id.key], "domains_changed", stale, "reload_or_reconnect", n.clearAll)
+	}
 }
