@@ -3,6 +3,7 @@ package controller
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -220,11 +221,57 @@ func TestPermanentFailureWaitsForChange(t *testing.T) {
 		t.Fatalf("pending = %+v, want one permanent", st.Pending)
 	}
 
-	// The device is replugged: worth another try.
-	hv.setFail(d.Key(), nil)
+	// The device is replugged: worth another try. (An add of the device
+	// as the cache has it is no replug: TestBindEventKeepsPermanentFailure.)
+	c.DeviceRemoved(d)
+	d.Dev = 3
 	c.DeviceAdded(d)
 	c.sync(ctx)
-	wantCalls(t, hv, "attach win11 001:002")
+	wantCalls(t, hv, "attach win11 001:003")
+}
+
+// TestBindEventKeepsPermanentFailure: a gadget's plug gives udev "add" and
+// then "bind" for the same device, and the bind can arrive while the
+// attach that the add started is still running (TestSpeedMismatch in
+// e2e/kernel: a second attempt 0.5 s after the first, logged as attempt 1
+// again). An event that shows the device as it already is says nothing
+// new: the refused attach still waits for a change. One that shows
+// something new about it does not.
+func TestBindEventKeepsPermanentFailure(t *testing.T) {
+	hv := newFakeHV(reconcile.Domain{Name: "l2e", State: reconcile.StateRunning, USBControllers: []string{"ehci"}})
+	devs := &fakeDevices{}
+	c, clk := newTest(t, hv, devs, rules(allow("l2e", 0, "1d6b:0120")))
+	c.sync(ctx)
+	d := dev(3, 2, "1d6b:0120", "3-1")
+	d.Speed = "12"
+	d.InterfaceClasses = []string{"02", "0a"}
+	refused := errors.New("internal error: unable to execute QEMU command 'device_add': failed to open host usb device /dev/bus/usb/003/002")
+	hv.setFail(d.Key(), refused)
+
+	c.DeviceAdded(d) // udev "add"
+	c.sync(ctx)
+	wantCalls(t, hv, "attach l2e 003:002")
+	if st := c.Status(); len(st.Pending) != 1 || !st.Pending[0].Permanent {
+		t.Fatalf("pending = %+v, want one permanent (its speed explains it)", st.Pending)
+	}
+
+	bind := d
+	bind.InterfaceClasses = slices.Clone(d.InterfaceClasses) // a fresh event, not the cached value
+	c.DeviceAdded(bind)                                      // udev "bind": the same device
+	clk.advance(time.Minute)
+	c.sync(ctx)
+	wantCalls(t, hv)
+	if st := c.Status(); len(st.Pending) != 1 || st.Pending[0].Attempts != 1 || !st.Pending[0].Permanent {
+		t.Fatalf("pending after the bind = %+v, want the one permanent failure, 1 attempt", st.Pending)
+	}
+
+	// A "change" that shows the device otherwise (another configuration,
+	// other interfaces) is news: worth a try.
+	changed := d
+	changed.InterfaceClasses = []string{"ff"}
+	c.DeviceAdded(changed)
+	c.sync(ctx)
+	wantCalls(t, hv, "attach l2e 003:002")
 }
 
 func TestDomainLifecycle(t *testing.T) {

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"reflect"
 	"slices"
 	"sort"
 	"sync"
@@ -84,6 +85,17 @@ func devCacheKey(d reconcile.Device) string {
 
 func (in *inputs) applyDevice(ev deviceEvent) {
 	k := devCacheKey(ev.dev)
+	if in.listing {
+		in.replay = append(in.replay, ev)
+	}
+	if old, ok := in.devices[k]; ok && ev.add && sameDevice(old, ev.dev) {
+		// udev says "bind" or "change" after "add" for the same device,
+		// often while the attach the add started is running: an event
+		// that shows the device as the cache has it is no change, and
+		// must not end a failure that waits for one (it made
+		// e2e/kernel's TestSpeedMismatch try a refused attach twice).
+		return
+	}
 	if ev.add {
 		// A devpath that comes back with a new device number is a new
 		// device: its old key goes with the old entry.
@@ -108,10 +120,12 @@ func (in *inputs) applyDevice(ev deviceEvent) {
 		delete(in.held, k)
 	}
 	in.changedKeys[ev.dev.Key()] = struct{}{}
-	if in.listing {
-		in.replay = append(in.replay, ev)
-	}
 }
+
+// sameDevice reports whether a and b show the device alike in every field,
+// those added later too. (A nil and an empty slice differ: at worst that
+// is a change that was none, as before.)
+func sameDevice(a, b reconcile.Device) bool { return reflect.DeepEqual(a, b) }
 
 // news is what a sync takes from the inbox: what to re-read, and which
 // permanent failures may try again.
