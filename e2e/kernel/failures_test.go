@@ -18,100 +18,6 @@ import (
 	"github.com/usbctl/usbctl/internal/testhost"
 )
 
-// failDaemon is a usbctld whose state survives a restart: every start
-// uses the same socket, runtime and state directories.
-type failDaemon struct {
-	name, sock, run string
-	starts          int
-	p               *testhost.Proc
-}
-
-// newFailDaemon writes config to the share and starts usbctld on it (see
-// start).
-func newFailDaemon(ctx context.Context, t *testing.T, name, config string) *failDaemon {
-	t.Helper()
-	share, _ := host.SharedDir()
-	if err := os.WriteFile(filepath.Join(share, name+".hcl"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run := "/run/usbctl-" + name
-	d := &failDaemon{name: name, sock: run + "/usbctl.sock", run: run}
-	t.Cleanup(func() {
-		if d.p != nil {
-			d.stop(context.Background(), t)
-		}
-		if t.Failed() {
-			d.dumpLogs(t)
-		}
-	})
-	d.start(ctx, t)
-	return d
-}
-
-// start starts usbctld and returns once its first complete sync is done.
-func (d *failDaemon) start(ctx context.Context, t *testing.T) {
-	t.Helper()
-	d.starts++
-	p, err := host.Start(ctx, d.logName(d.starts), bin+"/usbctld", "--config", testhost.Inside+"/"+d.name+".hcl",
-		"--socket", d.sock, "--runtime-dir", d.run+"/run", "--state-dir", d.run+"/state", "--log-level", "debug")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.p = p
-	if _, err := host.ShEnv(ctx, []string{"SOCK=" + d.sock}, `
-for i in $(seq 150); do
-	`+bin+`/usbctl --socket "$SOCK" status --json 2>/dev/null | grep -q '"ready": *true' && exit 0
-	sleep 0.2
-done
-echo "usbctld not ready after 30 s" >&2; exit 1`); err != nil {
-		t.Fatalf("%v", err)
-	}
-}
-
-// stop sends SIGTERM (usbctld leaves its devices attached) and waits.
-func (d *failDaemon) stop(ctx context.Context, t *testing.T) {
-	t.Helper()
-	if _, err := d.p.Stop(ctx, 10*time.Second); err != nil {
-		t.Error(err)
-	}
-	d.p = nil
-}
-
-func (d *failDaemon) logName(n int) string { return fmt.Sprintf("usbctld-%s-%d", d.name, n) }
-
-// log is what every start of usbctld wrote so far.
-func (d *failDaemon) log(t *testing.T) string {
-	t.Helper()
-	share, _ := host.SharedDir()
-	var b strings.Builder
-	for n := 1; n <= d.starts; n++ {
-		s, err := os.ReadFile(filepath.Join(share, "logs", d.logName(n)+".log"))
-		if err != nil {
-			t.Error(err)
-		}
-		b.Write(s)
-	}
-	return b.String()
-}
-
-func (d *failDaemon) dumpLogs(t *testing.T) {
-	t.Logf("usbctld log:\n%s", lastLines(d.log(t), 80))
-	if out, err := host.ShEnv(context.Background(), []string{"SOCK=" + d.sock}, bin+`/usbctl --socket "$SOCK" status`); err == nil {
-		t.Logf("usbctl status:\n%s", out)
-	}
-}
-
-// status is `usbctl status --json` (pending actions are under "pending",
-// left out when there are none).
-func (d *failDaemon) status(ctx context.Context, t *testing.T) string {
-	t.Helper()
-	out, err := host.ShEnv(ctx, []string{"SOCK=" + d.sock}, bin+`/usbctl --socket "$SOCK" status --json`)
-	if err != nil {
-		t.Fatalf("usbctl status: %v", err)
-	}
-	return out
-}
-
 // attachAttempts counts usbctld's attach calls for alias in its log: the
 // successes ("msg=attach") and the failures ("msg=\"attach failed\"").
 func attachAttempts(log, alias string) (ok, failed int) {
@@ -179,7 +85,7 @@ func waitOnly(ctx context.Context, t *testing.T, dom, alias string, within time.
 func TestReplugWhileDaemonStopped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	d := newFailDaemon(ctx, t, "replug", `
+	d := startDaemon(ctx, t, "replug", `
 libvirt {
   uri = "qemu:///system"
 }
@@ -222,7 +128,7 @@ done; echo "tablet still in sysfs" >&2; exit 1`); err != nil {
 	t.Logf("replugged as %s: live XML has %q, info usb has %q", cur, xml, qemu)
 
 	start := time.Now()
-	d.start(ctx, t)
+	d.launch(ctx, t)
 	waitOnly(ctx, t, guest, cur, 30*time.Second)
 	t.Logf("usbctld restarted: only %s attached %v after its start", cur, time.Since(start).Round(time.Millisecond))
 
@@ -235,7 +141,7 @@ done; echo "tablet still in sysfs" >&2; exit 1`); err != nil {
 	if ok != 1 || failed > 1 {
 		t.Errorf("attach attempts for %s: %d ok, %d failed; want one success and at most one failure", cur, ok, failed)
 	}
-	if st := d.status(ctx, t); strings.Contains(st, `"pending"`) || !strings.Contains(st, cur) {
+	if st := d.statusJSON(ctx, t); strings.Contains(st, `"pending"`) || !strings.Contains(st, cur) {
 		t.Errorf("usbctl status, want %s attached and nothing pending:\n%s", cur, st)
 	}
 	if err := host.Unplug(ctx, dev.ID); err != nil {
@@ -250,7 +156,7 @@ done; echo "tablet still in sysfs" >&2; exit 1`); err != nil {
 func TestReenumerateWhileAttached(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	d := newFailDaemon(ctx, t, "reenum", `
+	d := startDaemon(ctx, t, "reenum", `
 libvirt {
   uri = "qemu:///system"
 }
@@ -287,7 +193,7 @@ domain "`+guest+`" {
 	if strings.Contains(log, "in use by driver") {
 		t.Errorf("usbctld's log shows the wedge:\n%s", grepLines(log, "in use by driver"))
 	}
-	if st := d.status(ctx, t); strings.Contains(st, `"pending"`) {
+	if st := d.statusJSON(ctx, t); strings.Contains(st, `"pending"`) {
 		t.Errorf("usbctl status, want nothing pending:\n%s", st)
 	}
 	remove()
@@ -358,7 +264,7 @@ func TestFreePortRetry(t *testing.T) {
 	// gadget takes the USB 2 one, and libvirt's address allocation has no
 	// second.
 	defineGuest(ctx, t, dom, testhost.GuestXML(dom, `<controller type='usb' model='qemu-xhci' ports='1'/>`))
-	d := newFailDaemon(ctx, t, "ports", `
+	d := startDaemon(ctx, t, "ports", `
 libvirt {
   uri = "qemu:///system"
 }
@@ -386,7 +292,7 @@ domain "`+dom+`" {
 	// the fix.
 	var st string
 	for i := 0; ; i++ {
-		st = d.status(ctx, t)
+		st = d.statusJSON(ctx, t)
 		if strings.Contains(st, `"pending"`) && strings.Contains(st, a2) && strings.Contains(st, `"fix"`) {
 			break
 		}
@@ -434,7 +340,7 @@ domain "`+dom+`" {
 func TestUdevStorm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	d := newFailDaemon(ctx, t, "storm", `
+	d := startDaemon(ctx, t, "storm", `
 libvirt {
   uri = "qemu:///system"
 }
@@ -499,7 +405,7 @@ domain "`+guest+`" {
 			t.Logf("log on %q:\n%s", k, lastLines(s, 5))
 		}
 	}
-	if st := d.status(ctx, t); strings.Contains(st, `"pending"`) {
+	if st := d.statusJSON(ctx, t); strings.Contains(st, `"pending"`) {
 		t.Errorf("usbctl status, want nothing pending:\n%s", st)
 	}
 }

@@ -91,18 +91,22 @@ func run(m *testing.M) int {
 	return code
 }
 
-// daemon is a usbctld running inside on its own socket and directories.
+// daemon is a usbctld running inside on its own socket and directories,
+// whose state survives a restart: every start (launch) uses the same
+// socket, runtime and state directories, and logs to a file of its own.
 type daemon struct {
 	p      *testhost.Proc
 	name   string
 	sock   string
+	run    string // /run/usbctl-NAME: the runtime and state directories
 	config string // the config's path inside
-	gen    int    // how many times it was started: each start logs to its own file
+	gen    int    // how many times it was started
 }
 
 // startDaemon writes config to the share and starts usbctld on it, and
 // returns once its first complete sync is done. Cleanup stops whichever
-// usbctld the daemon runs last (see restart).
+// usbctld the daemon runs last, and shows every start's log if the test
+// failed.
 func startDaemon(ctx context.Context, t *testing.T, name, config string) *daemon {
 	t.Helper()
 	share, inside := host.SharedDir()
@@ -110,17 +114,13 @@ func startDaemon(ctx context.Context, t *testing.T, name, config string) *daemon
 		t.Fatal(err)
 	}
 	run := "/run/usbctl-" + name
-	d := &daemon{name: name, sock: run + "/usbctl.sock", config: inside + "/" + name + ".hcl"}
+	d := &daemon{name: name, sock: run + "/usbctl.sock", run: run, config: inside + "/" + name + ".hcl"}
 	t.Cleanup(func() {
-		if d.p == nil {
-			return
-		}
-		if _, err := d.p.Stop(context.Background(), 10*time.Second); err != nil {
-			t.Error(err)
+		if d.p != nil {
+			d.stop(context.Background(), t)
 		}
 		if t.Failed() {
-			b, _ := d.p.Log()
-			t.Logf("usbctld log (%s):\n%s", d.p.LogPath, lastLines(string(b), 60))
+			d.dumpLogs(t)
 		}
 	})
 	d.launch(ctx, t)
@@ -132,13 +132,8 @@ func startDaemon(ctx context.Context, t *testing.T, name, config string) *daemon
 func (d *daemon) launch(ctx context.Context, t *testing.T) {
 	t.Helper()
 	d.gen++
-	logName := "usbctld-" + d.name
-	if d.gen > 1 {
-		logName += fmt.Sprintf("-%d", d.gen)
-	}
-	run := "/run/usbctl-" + d.name
-	p, err := host.Start(ctx, logName, bin+"/usbctld", "--config", d.config,
-		"--socket", d.sock, "--runtime-dir", run+"/run", "--state-dir", run+"/state", "--log-level", "debug")
+	p, err := host.Start(ctx, d.logName(d.gen), bin+"/usbctld", "--config", d.config,
+		"--socket", d.sock, "--runtime-dir", d.run+"/run", "--state-dir", d.run+"/state", "--log-level", "debug")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +147,58 @@ echo "usbctld not ready after 30 s" >&2; exit 1`); err != nil {
 		b, _ := p.Log()
 		t.Fatalf("%v\nusbctld log:\n%s", err, lastLines(string(b), 40))
 	}
+}
+
+// stop sends SIGTERM (usbctld leaves its devices attached) and waits.
+func (d *daemon) stop(ctx context.Context, t *testing.T) {
+	t.Helper()
+	if _, err := d.p.Stop(ctx, 10*time.Second); err != nil {
+		t.Error(err)
+	}
+	d.p = nil
+}
+
+// logName is the log of start n: usbctld-NAME, then usbctld-NAME-2, ...
+func (d *daemon) logName(n int) string {
+	if n == 1 {
+		return "usbctld-" + d.name
+	}
+	return fmt.Sprintf("usbctld-%s-%d", d.name, n)
+}
+
+// log is what every start of usbctld wrote so far (logCount reads the
+// running one's only).
+func (d *daemon) log(t *testing.T) string {
+	t.Helper()
+	share, _ := host.SharedDir()
+	var b strings.Builder
+	for n := 1; n <= d.gen; n++ {
+		s, err := os.ReadFile(filepath.Join(share, "logs", d.logName(n)+".log"))
+		if err != nil {
+			t.Error(err)
+		}
+		b.Write(s)
+	}
+	return b.String()
+}
+
+func (d *daemon) dumpLogs(t *testing.T) {
+	t.Logf("usbctld log:\n%s", lastLines(d.log(t), 80))
+	if out, err := host.ShEnv(context.Background(), []string{"SOCK=" + d.sock}, bin+`/usbctl --socket "$SOCK" status`); err == nil {
+		t.Logf("usbctl status:\n%s", out)
+	}
+}
+
+// statusJSON is `usbctl status --json` as it printed it (pending actions
+// are under "pending", left out when there are none); status decodes the
+// part the scenarios read.
+func (d *daemon) statusJSON(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	out, err := host.ShEnv(ctx, []string{"SOCK=" + d.sock}, bin+`/usbctl --socket "$SOCK" status --json`)
+	if err != nil {
+		t.Fatalf("usbctl status: %v", err)
+	}
+	return out
 }
 
 func lastLines(s string, n int) string {

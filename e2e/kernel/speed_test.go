@@ -29,7 +29,7 @@ func TestSpeedMismatch(t *testing.T) {
 	defer cancel()
 	const dom = "l2e"
 	defineGuest(ctx, t, dom, testhost.GuestXML(dom, `<controller type='usb' model='ehci'/>`))
-	d := newFailDaemon(ctx, t, "speed", `
+	d := startDaemon(ctx, t, "speed", `
 libvirt {
   uri = "qemu:///system"
 }
@@ -51,7 +51,7 @@ domain "`+dom+`" {
 	// What the user sees: the attach pending, permanent, with why and the fix.
 	var st string
 	for i := 0; ; i++ {
-		st = d.status(ctx, t)
+		st = d.statusJSON(ctx, t)
 		if strings.Contains(st, alias) && strings.Contains(st, `"permanent": true`) && strings.Contains(st, "take high speed only") {
 			break
 		}
@@ -119,7 +119,7 @@ virsh -q start "$DOM"`); err != nil {
 	if ok != 1 || failedAfter != later {
 		t.Errorf("attach attempts for %s: %d ok, %d failed (%d before the fix); want 1 ok and no new failure", alias, ok, failedAfter, later)
 	}
-	st = d.status(ctx, t)
+	st = d.statusJSON(ctx, t)
 	if strings.Contains(st, `"permanent": true`) {
 		t.Errorf("still pending after the fix:\n%s", st)
 	}
