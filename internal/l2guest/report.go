@@ -13,14 +13,18 @@ import (
 // The guest's console lines this package reads (written by init.sh):
 //
 //	USBCTL-L2 ready uptime=3.71
-//	USBCTL-L2 devices 0627:0001:-@1-1 46f4:0001:31203221@1-2
+//	USBCTL-L2 devices 0627:0001:-@1-1/1/1 46f4:0001:31203221@1-2/-/0
 //	USBCTL-L2 error insmod xhci-pci.ko
 //
-// A device is VID:PID:SERIAL@PORT: vendor and product as sysfs has them
-// (4 hex digits), the serial hex-encoded byte for byte ("-" when the device
-// has none, empty when it is empty), and the sysfs port name (bus-port.port).
-// Root hubs are left out. Hex keeps a hostile serial (spaces, newlines,
-// "USBCTL-L2", invalid UTF-8) from splitting or forging a line.
+// A device is VID:PID:SERIAL@PORT/CFG/NIF: vendor and product as sysfs has
+// them (4 hex digits), the serial hex-encoded byte for byte ("-" when the
+// device has none, empty when it is empty), the sysfs port name
+// (bus-port.port), its bConfigurationValue ("-" while it has none, i.e. the
+// guest could not or did not yet configure it) and how many interfaces its
+// sysfs lists. Root hubs are left out. Hex keeps a hostile serial (spaces,
+// newlines, "USBCTL-L2", invalid UTF-8) from splitting or forging a line.
+// An older init.sh wrote VID:PID:SERIAL@PORT alone; that still parses, with
+// the state unknown (Device.State false).
 const marker = "USBCTL-L2 "
 
 // Device is one USB device as the guest's own sysfs shows it.
@@ -30,12 +34,32 @@ type Device struct {
 	Product   uint16
 	Serial    string
 	HasSerial bool
+	// State says whether the line gave Config and Interfaces (an older
+	// init.sh did not).
+	State bool
+	// Config is the device's bConfigurationValue, 0 while it has none (a
+	// configuration's value is never 0: USB 2.0 9.4.7).
+	Config int
+	// Interfaces is how many interfaces the guest's sysfs lists for it.
+	Interfaces int
 }
+
+// Configured says whether the guest's kernel set a configuration, which
+// is what gives the device interfaces and drivers: a device the guest
+// lists but could not configure is of no use to it.
+func (d Device) Configured() bool { return d.Config != 0 }
 
 func (d Device) String() string {
 	s := fmt.Sprintf("%04x:%04x@%s", d.Vendor, d.Product, d.Port)
 	if d.HasSerial {
 		s += fmt.Sprintf(" serial %q", d.Serial)
+	}
+	switch {
+	case !d.State:
+	case d.Configured():
+		s += fmt.Sprintf(" config %d, %d interfaces", d.Config, d.Interfaces)
+	default:
+		s += fmt.Sprintf(" not configured, %d interfaces", d.Interfaces)
 	}
 	return s
 }
@@ -124,7 +148,8 @@ func parseDevices(s string) ([]Device, error) {
 }
 
 func parseDevice(f string) (Device, error) {
-	id, port, ok := strings.Cut(f, "@")
+	id, at, ok := strings.Cut(f, "@")
+	port, state, hasState := strings.Cut(at, "/")
 	if !ok || port == "" {
 		return Device{}, fmt.Errorf("device %q: no port", f)
 	}
@@ -145,7 +170,33 @@ func parseDevice(f string) (Device, error) {
 		}
 		d.Serial, d.HasSerial = string(b), true
 	}
+	if hasState {
+		if err := d.parseState(state); err != nil {
+			return Device{}, fmt.Errorf("device %q: %w", f, err)
+		}
+	}
 	return d, nil
+}
+
+// parseState reads CFG/NIF: "-" or 1..255, then a count.
+func (d *Device) parseState(s string) error {
+	cfg, nif, ok := strings.Cut(s, "/")
+	if !ok {
+		return fmt.Errorf("state %q: want CFG/NIF", s)
+	}
+	if cfg != "-" {
+		c, err := strconv.ParseUint(cfg, 10, 8)
+		if err != nil || c == 0 {
+			return fmt.Errorf("configuration %q: want - or 1 to 255", cfg)
+		}
+		d.Config = int(c)
+	}
+	n, err := strconv.ParseUint(nif, 10, 8)
+	if err != nil {
+		return fmt.Errorf("interface count %q: %w", nif, err)
+	}
+	d.State, d.Interfaces = true, int(n)
+	return nil
 }
 
 // Find returns the device with vendor:product, if the guest sees one.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,13 @@ func line(devs ...Device) string {
 			s = hex.EncodeToString([]byte(d.Serial))
 		}
 		b.WriteString(" " + strings.Join([]string{hex4(d.Vendor), hex4(d.Product), s}, ":") + "@" + d.Port)
+		if d.State {
+			cfg := "-"
+			if d.Config != 0 {
+				cfg = strconv.Itoa(d.Config)
+			}
+			b.WriteString("/" + cfg + "/" + strconv.Itoa(d.Interfaces))
+		}
 	}
 	return b.String()
 }
@@ -39,9 +47,15 @@ func TestParseReportHostileSerials(t *testing.T) {
 	}
 	var devs []Device
 	for i, s := range hostile {
-		devs = append(devs, Device{Port: "1-" + string(rune('1'+i)), Vendor: 0x1d6b, Product: uint16(i), Serial: s, HasSerial: true})
+		// Every other one with its state, configured or not, as init.sh
+		// writes it; the rest as an older init.sh did.
+		d := Device{Port: "1-" + string(rune('1'+i)), Vendor: 0x1d6b, Product: uint16(i), Serial: s, HasSerial: true}
+		if i%2 == 0 {
+			d.State, d.Config, d.Interfaces = true, i/2%2, i
+		}
+		devs = append(devs, d)
 	}
-	devs = append(devs, Device{Port: "2-1.4", Vendor: 0x0627, Product: 0x0001})
+	devs = append(devs, Device{Port: "2-1.4", Vendor: 0x0627, Product: 0x0001, State: true, Config: 255, Interfaces: 2})
 	log := "[    3.1] xhci_hcd 0000:00:01.0: xHCI Host Controller\r\n" +
 		"USBCTL-L2 ready uptime=3.71\r\n" +
 		line() + "\n" +
@@ -63,6 +77,33 @@ func TestParseReportHostileSerials(t *testing.T) {
 	}
 }
 
+// The exact text init.sh writes, old and new, not only what line renders.
+func TestParseReportConfiguredAndOldFormat(t *testing.T) {
+	rep, err := ParseReport(strings.NewReader("USBCTL-L2 devices 1d6b:0131:54482d4755455354@1-1/-/0 0483:5740:-@1-2/1/2 0627:0001:-@1-3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Device{
+		{Port: "1-1", Vendor: 0x1d6b, Product: 0x0131, Serial: "TH-GUEST", HasSerial: true, State: true},
+		{Port: "1-2", Vendor: 0x0483, Product: 0x5740, State: true, Config: 1, Interfaces: 2},
+		{Port: "1-3", Vendor: 0x0627, Product: 0x0001},
+	}
+	if len(rep.Devices) != len(want) {
+		t.Fatalf("got %v, want %v", rep.Devices, want)
+	}
+	for i := range want {
+		if rep.Devices[i] != want[i] {
+			t.Errorf("device %d: got %+v, want %+v", i, rep.Devices[i], want[i])
+		}
+	}
+	if rep.Devices[0].Configured() || !rep.Devices[1].Configured() {
+		t.Errorf("configured: %v %v, want false true", rep.Devices[0].Configured(), rep.Devices[1].Configured())
+	}
+	if s := rep.Devices[0].String(); !strings.Contains(s, "not configured") {
+		t.Errorf("%q does not say it is not configured", s)
+	}
+}
+
 func TestParseReportEmptyListIsAStatement(t *testing.T) {
 	rep, err := ParseReport(strings.NewReader("USBCTL-L2 ready\n"))
 	if err != nil || rep.Seen {
@@ -76,14 +117,21 @@ func TestParseReportEmptyListIsAStatement(t *testing.T) {
 
 func TestParseReportMalformed(t *testing.T) {
 	for _, l := range []string{
-		"USBCTL-L2 devices 0627:0001:-",        // no port
-		"USBCTL-L2 devices 0627:0001@1-1",      // no serial field
-		"USBCTL-L2 devices 627:0001:-@1-1",     // short vendor
-		"USBCTL-L2 devices 0627:zzzz:-@1-1",    // not hex
-		"USBCTL-L2 devices 0627:0001:4x@1-1",   // serial not hex
-		"USBCTL-L2 devices 0627:0001:414@1-1",  // odd hex
-		"USBCTL-L2 devices 0627:0001:-:00@1-1", // extra field
-		"USBCTL-L2 launched",                   // unknown kind
+		"USBCTL-L2 devices 0627:0001:-",           // no port
+		"USBCTL-L2 devices 0627:0001@1-1",         // no serial field
+		"USBCTL-L2 devices 627:0001:-@1-1",        // short vendor
+		"USBCTL-L2 devices 0627:zzzz:-@1-1",       // not hex
+		"USBCTL-L2 devices 0627:0001:4x@1-1",      // serial not hex
+		"USBCTL-L2 devices 0627:0001:414@1-1",     // odd hex
+		"USBCTL-L2 devices 0627:0001:-:00@1-1",    // extra field
+		"USBCTL-L2 devices 0627:0001:-@1-1/1",     // no interface count
+		"USBCTL-L2 devices 0627:0001:-@1-1/0/0",   // configuration 0 is none
+		"USBCTL-L2 devices 0627:0001:-@1-1/256/1", // configuration out of range
+		"USBCTL-L2 devices 0627:0001:-@1-1/x/1",   // configuration not a number
+		"USBCTL-L2 devices 0627:0001:-@1-1/1/-1",  // negative count
+		"USBCTL-L2 devices 0627:0001:-@1-1/1/2/3", // extra state field
+		"USBCTL-L2 devices 0627:0001:-@/1/1",      // state without a port
+		"USBCTL-L2 launched",                      // unknown kind
 	} {
 		if _, err := ParseReport(strings.NewReader(l + "\n")); err == nil {
 			t.Errorf("%q parsed, want an error", l)
