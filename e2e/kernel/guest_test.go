@@ -136,11 +136,20 @@ const heldSerial = "TH-GUEST-HELD"
 // its devices: a gadget whose interface 0 a host program (usbfshold)
 // claimed through usbfs before usbctld attached it is listed by the
 // guest's kernel but left without a configuration, since the guest's
-// SET_CONFIGURATION fails on the host (QEMU cannot get the interface); the
-// host's log says why, and status warns. Once the program lets go, the
+// SET_CONFIGURATION fails on the host (QEMU cannot get the interface), and
+// status warns. Once the program lets go, the
 // fix the warning gives (usbctl detach, usbctl release) makes the guest
 // configure it. The holder is in place before usbctld starts (stopped
 // for it, on the same state), so the rule's first attach is the held one.
+//
+// Why, as QEMU 7.2 (hw/usb/host-libusb.c) does it: for a device with one
+// configuration, usb_host_set_config does not call
+// libusb_set_configuration (the host's configuration stays as it is) but
+// claims every interface with libusb_claim_interface; usbfs refuses
+// interface 0 with EBUSY, QEMU stalls the request, and the guest's kernel
+// logs "can't set config #1, error -32". Neither the host kernel nor QEMU
+// logs anything: the guest's console and usbctl status are the only
+// places it shows.
 func guestHeld(ctx context.Context, t *testing.T, d *daemon, w *l2guest.Watcher, consoleLog string,
 	waitGuest func(string, func([]l2guest.Device) bool) []l2guest.Device) {
 	t.Helper()
@@ -152,16 +161,6 @@ func guestHeld(ctx context.Context, t *testing.T, d *daemon, w *l2guest.Watcher,
 	key := fmt.Sprintf("%03d:%03d", g.Bus, g.Dev)
 	iface := g.Port + ":1.0"
 	holder := holdInterface(ctx, t, g, "usbfshold-guest", 0)
-	const busy = "usbfs: interface 0 claimed by usbfs while 'qemu-system-x86' sets config #1"
-	dmesgBusy := func() int {
-		t.Helper()
-		out, err := host.Sh(ctx, "dmesg")
-		if err != nil {
-			t.Fatalf("dmesg: %v", err)
-		}
-		return strings.Count(out, busy)
-	}
-	busyBefore := dmesgBusy()
 	// The guest's kernel logs a failed SET_CONFIGURATION as
 	// "usb 1-1: can't set config #1, error -32" (dev_err, past quiet).
 	const cant = "can't set config"
@@ -192,16 +191,32 @@ func guestHeld(ctx context.Context, t *testing.T, d *daemon, w *l2guest.Watcher,
 	dev, _ := l2guest.Find(rep.Devices, vid, pid)
 	t.Logf("held: usbctld start %v, in guest %v, guest's verdict %v after start: %v", started.Round(time.Millisecond), seen.Round(time.Millisecond), verdict.Round(time.Millisecond), dev)
 	t.Logf("held: guest console:\n%s", grepLines(readFile(consoleLog), "usb "))
-	dm, _ := host.Sh(ctx, "dmesg | grep -i usbfs")
-	t.Logf("held: host dmesg (usbfs):\n%s", dm)
+	// The host's side, read inside: nothing in dmesg (QEMU sends no
+	// SET_CONFIGURATION to a device with one configuration, see the
+	// function comment, and usbfs refuses a claim without a word), the
+	// configuration unchanged, interface 0 still the holder's.
+	hs, err := host.ShEnv(ctx, []string{"D=/sys/bus/usb/devices/" + g.Port, "DOM=" + linuxGuest}, `
+echo "config $(cat "$D/bConfigurationValue")"
+for i in "$D"/*:1.*; do echo "${i##*/} driver $(basename "$(readlink "$i/driver")")"; done
+echo "dmesg:"; dmesg | grep -i usbfs
+echo "qemu log:"; grep -i usb "/var/log/libvirt/qemu/$DOM.log" | tail -n 5`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("held: host side:\n%s", hs)
+	if strings.Contains(hs, "sets config") {
+		t.Errorf("host dmesg has usbfs refusing a configuration change; the test expects QEMU not to ask for one")
+	}
+	for _, want := range []string{"config 1\n", iface + " driver usbfs\n"} {
+		if !strings.Contains(hs, want) {
+			t.Errorf("host side does not show %q", want)
+		}
+	}
 	if !dev.State || dev.Configured() || dev.Interfaces != 0 {
 		t.Errorf("guest reports the held gadget as %v, want listed but not configured, no interfaces", dev)
 	}
 	if !dev.HasSerial || dev.Serial != heldSerial {
 		t.Errorf("guest reports the held gadget as %v, want serial %q", dev, heldSerial)
-	}
-	if n := dmesgBusy(); n <= busyBefore {
-		t.Errorf("host dmesg has no new %q", busy)
 	}
 	if n := strings.Count(readFile(consoleLog), cant); n <= cantBefore {
 		t.Errorf("guest console has no new %q", cant)
