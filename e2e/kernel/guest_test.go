@@ -137,9 +137,8 @@ const heldSerial = "TH-GUEST-HELD"
 // claimed through usbfs before usbctld attached it is listed by the
 // guest's kernel but left without a configuration, since the guest's
 // SET_CONFIGURATION fails on the host (QEMU cannot get the interface), and
-// status warns. Once the program lets go, the
-// fix the warning gives (usbctl detach, usbctl release) makes the guest
-// configure it. The holder is in place before usbctld starts (stopped
+// status warns. Once the program lets go, the fix the warning gives
+// (usbctl detach, usbctl release) makes the guest configure it. The holder is in place before usbctld starts (stopped
 // for it, on the same state), so the rule's first attach is the held one.
 //
 // Why, as QEMU 7.2 (hw/usb/host-libusb.c) does it: for a device with one
@@ -254,8 +253,9 @@ echo "qemu log:"; grep -i usb "/var/log/libvirt/qemu/$DOM.log" | tail -n 5`)
 	})
 	dev, _ = l2guest.Find(devs, vid, pid)
 	t.Logf("held: after the holder stopped, usbctl detach to gone from guest %v; usbctl release to configured in guest %v: %v", gone.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), dev)
-	if dev.Interfaces == 0 {
-		t.Errorf("guest reports the released gadget as %v, want its interfaces", dev)
+	// The gadget's one function, acm, has two interfaces (control, data).
+	if dev.Config != 1 || dev.Interfaces != 2 {
+		t.Errorf("guest reports the released gadget as %v, want configuration 1 with its two interfaces", dev)
 	}
 	d.waitHeld(ctx, t, g, iface, false, 12*time.Second)
 }

@@ -81,8 +81,14 @@ func TestBootAttachDetach(t *testing.T) {
 		if dev["driver"] == "usb-storage" {
 			vid, pid = 0x46f4, 0x0001
 		}
-		if _, err := w.WaitFor(ctx, func(devs []Device) bool { _, ok := Find(devs, vid, pid); return ok }); err != nil {
+		// Listed first, then configured by the guest's usbcore (nothing
+		// holds these on the host side): wait for both.
+		rep, err := w.WaitFor(ctx, func(devs []Device) bool { d, ok := Find(devs, vid, pid); return ok && d.Configured() })
+		if err != nil {
 			t.Fatal(err)
+		}
+		if d, _ := Find(rep.Devices, vid, pid); !d.State || d.Config != 1 || d.Interfaces != 1 {
+			t.Errorf("guest reports %v, want configuration 1 with its one interface", d)
 		}
 		t.Logf("%s: device_add to guest report: %v", dev["driver"], time.Since(t0).Round(time.Millisecond))
 	}
