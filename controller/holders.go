@@ -15,9 +15,9 @@ import (
 // ClaimReader tells which interfaces of a device a program holds through
 // usbfs (libusb_claim_interface: a smartcard daemon, a flashing tool),
 // read from sysfs, where such an interface's driver is "usbfs". udevsrc
-// implements it. It is read, not watched: the kernel sends no uevent when
-// usbfs claims or releases an interface (it suppresses them; measured on
-// the real-kernel test host, issue 12).
+// implements it. It is read, not watched: no uevent arrives when usbfs
+// claims or releases an interface (udevadm monitor on the real-kernel test
+// host showed none, issue 12).
 type ClaimReader interface {
 	// UsbfsClaims returns the sysfs names of d's interfaces whose
 	// driver is usbfs, and how many interfaces d has.
@@ -41,9 +41,10 @@ type HostHold struct {
 	// Interfaces are the held interfaces' sysfs names ("3-1:1.0").
 	Interfaces []string  `json:"interfaces"`
 	Since      time.Time `json:"since"`
-	Warning    string    `json:"warning"`
-	Fix        string    `json:"fix"`
-	next       time.Time // when to read the claims again
+	// Warning and Fix are rendered from Interfaces and Key (holdList).
+	Warning string    `json:"warning"`
+	Fix     string    `json:"fix"`
+	next    time.Time // when to read the claims again
 }
 
 // holdBook holds the HostHolds by device. Only the loop touches it.
@@ -128,14 +129,14 @@ func (c *Controller) heldAtAttach(a reconcile.Action, before, after claimResult,
 	}
 	ifaces = slices.Clone(ifaces)
 	sort.Strings(ifaces)
-	h := &HostHold{Key: a.Key, Domain: a.Domain, Alias: a.Alias, Interfaces: ifaces, Since: now,
-		Warning: holdWarning(ifaces), Fix: holdFix(a.Key), next: now.Add(c.opt.HoldRecheck)}
+	h := &HostHold{Key: a.Key, Domain: a.Domain, Alias: a.Alias, Interfaces: ifaces, Since: now, next: now.Add(c.opt.HoldRecheck)}
 	if a.Device != nil {
 		h.Device = *a.Device
 	}
 	c.loop.holds[a.Key] = h
-	c.log.Warn("device held on the host", "domain", a.Domain, "alias", a.Alias, "device", a.Key.String(), "interfaces", strings.Join(ifaces, ","), "warning", h.Warning, "fix", h.Fix)
-	c.emit(events.Event{Type: events.HeldOnHost, Key: keyPtr(a.Key), Device: a.Device, Domain: a.Domain, Reason: h.Warning})
+	warning := holdWarning(ifaces)
+	c.log.Warn("device held on the host", "domain", a.Domain, "alias", a.Alias, "device", a.Key.String(), "interfaces", strings.Join(ifaces, ","), "warning", warning, "fix", holdFix(a.Key))
+	c.emit(events.Event{Type: events.HeldOnHost, Key: keyPtr(a.Key), Device: a.Device, Domain: a.Domain, Reason: warning})
 }
 
 // recheckHolds forgets the holds whose hostdev is gone and, for those due,
@@ -177,9 +178,7 @@ func (c *Controller) recheckHolds(ctx context.Context, devs []reconcile.Device, 
 				c.emit(events.Event{Type: events.ReleasedOnHost, Key: keyPtr(k), Device: &d, Domain: h.Domain})
 				continue
 			}
-			if len(still) != len(h.Interfaces) {
-				h.Interfaces, h.Warning = still, holdWarning(still)
-			}
+			h.Interfaces = still
 		}
 		if next.IsZero() || h.next.Before(next) {
 			next = h.next
@@ -202,6 +201,7 @@ func (c *Controller) holdList() []HostHold {
 	for _, h := range c.loop.holds {
 		hh := *h
 		hh.Interfaces = slices.Clone(h.Interfaces)
+		hh.Warning, hh.Fix = holdWarning(h.Interfaces), holdFix(h.Key)
 		out = append(out, hh)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key.Less(out[j].Key) })

@@ -70,9 +70,22 @@ func TestHeldOnHostWarns(t *testing.T) {
 	devs.set(card, free)
 	claims := &fakeClaims{by: map[string][]string{card.DevPath: {"1-1:1.1"}}}
 	c, clk := newHoldTest(t, hv, devs, claims, rules(allow("win11", 0, "1050:0407", "046d:c52b")))
+	sub := c.Events().Subscribe(64)
+	holdEvents := func() []string {
+		var out []string
+		for _, e := range drain(sub) {
+			if strings.HasPrefix(e, "held-on-host") || strings.HasPrefix(e, "released-on-host") {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
 
 	next := c.sync(ctx)
 	wantCalls(t, hv, "attach win11 001:002", "attach win11 001:003")
+	if evs := holdEvents(); len(evs) != 1 || !strings.HasPrefix(evs[0], "held-on-host 001:002 win11: interface 1-1:1.1 held") {
+		t.Errorf("events = %q, want one held-on-host for the card", evs)
+	}
 	st := c.Status()
 	if len(st.HeldOnHost) != 1 {
 		t.Fatalf("held on host = %+v, want the card only", st.HeldOnHost)
@@ -130,6 +143,9 @@ func TestHeldOnHostWarns(t *testing.T) {
 		t.Fatalf("still warned after the program let go: %+v", st.HeldOnHost)
 	}
 	wantCalls(t, hv)
+	if evs := holdEvents(); len(evs) != 1 || evs[0] != "released-on-host 001:002 win11" {
+		t.Errorf("events after the rechecks = %q, want one released-on-host for the card", evs)
+	}
 }
 
 // TestHeldOnHostEndsWithTheHostdev: unplugging or detaching a held device

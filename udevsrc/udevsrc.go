@@ -145,11 +145,11 @@ func (s *Source) deliver(action string, props map[string]string, attr func(strin
 }
 
 // UsbfsClaims returns the sysfs names ("3-1:1.0") of d's interfaces whose
-// driver is usbfs, and how many interfaces d has: claimed through /dev/bus/usb by a program, as libusb's
-// claim_interface does. The kernel sends no uevent for such a claim or its
-// release (usbfs suppresses them; measured on the real-kernel test host),
-// so this reads sysfs, through libudev like everything here. A device no
-// longer in sysfs has none.
+// driver is usbfs — claimed through /dev/bus/usb by a program, as libusb's
+// claim_interface does — and how many interfaces d has. No uevent arrives
+// for such a claim or its release (udevadm monitor on the real-kernel test
+// host showed none), so this reads sysfs, through libudev like everything
+// here. A device no longer in sysfs has none.
 func (s *Source) UsbfsClaims(ctx context.Context, d reconcile.Device) (usbfs []string, interfaces int, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
@@ -165,16 +165,18 @@ func (s *Source) UsbfsClaims(ctx context.Context, d reconcile.Device) (usbfs []s
 		return nil, 0, nil
 	}
 	e := u.NewEnumerate()
-	if err := e.AddMatchParent(parent); err != nil {
-		return nil, 0, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
-	}
-	if err := e.AddMatchSubsystem("usb"); err != nil {
-		return nil, 0, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
-	}
-	if err := e.AddMatchProperty("DEVTYPE", "usb_interface"); err != nil {
-		return nil, 0, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
-	}
-	ifaces, err := e.Devices()
+	ifaces, err := func() ([]*udev.Device, error) {
+		if err := e.AddMatchParent(parent); err != nil {
+			return nil, err
+		}
+		if err := e.AddMatchSubsystem("usb"); err != nil {
+			return nil, err
+		}
+		if err := e.AddMatchProperty("DEVTYPE", "usb_interface"); err != nil {
+			return nil, err
+		}
+		return e.Devices()
+	}()
 	if err != nil {
 		return nil, 0, fmt.Errorf("usb device %s: list interfaces: %w", d.Key(), err)
 	}
