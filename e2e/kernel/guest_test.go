@@ -231,22 +231,15 @@ echo "qemu log:"; grep -i usb "/var/log/libvirt/qemu/$DOM.log" | tail -n 5`)
 	if _, err := holder.Stop(ctx, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	ctl := func(args ...string) {
-		t.Helper()
-		res, err := host.Run(ctx, append([]string{bin + "/usbctl", "--socket", d.sock}, args...)...)
-		if err != nil || res.Exit != 0 {
-			t.Fatalf("usbctl %s: %v %s%s", strings.Join(args, " "), err, res.Stdout, res.Stderr)
-		}
-	}
 	t0 = time.Now()
-	ctl("detach", key)
+	d.ctl(ctx, t, "detach", key)
 	waitGuest("without 1d6b:0131", func(devs []l2guest.Device) bool {
 		_, ok := l2guest.Find(devs, vid, pid)
 		return !ok
 	})
 	gone := time.Since(t0)
 	t0 = time.Now()
-	ctl("release", key)
+	d.ctl(ctx, t, "release", key)
 	devs := waitGuest("with 1d6b:0131 configured", func(devs []l2guest.Device) bool {
 		dev, ok := l2guest.Find(devs, vid, pid)
 		return ok && dev.Configured()

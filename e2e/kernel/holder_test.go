@@ -4,7 +4,6 @@ package kernel
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,34 +11,6 @@ import (
 
 	"github.com/usbctl/usbctl/internal/testhost"
 )
-
-// heldStatus is the held_on_host part of `usbctl status --json`.
-type heldStatus struct {
-	HeldOnHost []struct {
-		Key struct {
-			Bus int `json:"bus"`
-			Dev int `json:"dev"`
-		} `json:"key"`
-		Domain     string   `json:"domain"`
-		Alias      string   `json:"alias"`
-		Interfaces []string `json:"interfaces"`
-		Warning    string   `json:"warning"`
-		Fix        string   `json:"fix"`
-	} `json:"held_on_host"`
-}
-
-func (d *daemon) held(ctx context.Context, t *testing.T) heldStatus {
-	t.Helper()
-	res, err := host.Run(ctx, bin+"/usbctl", "--socket", d.sock, "status", "--json")
-	if err != nil || res.Exit != 0 {
-		t.Fatalf("usbctl status: %v %s", err, res.Stderr)
-	}
-	var st heldStatus
-	if err := json.Unmarshal(res.Stdout, &st); err != nil {
-		t.Fatalf("usbctl status --json: %v\n%s", err, res.Stdout)
-	}
-	return st
-}
 
 // holdInterface starts usbfshold on interface n of g: a host program that
 // claims it through usbfs, as libusb does. It returns once the kernel
@@ -67,11 +38,11 @@ exit 1`); err != nil {
 
 // waitHeld polls usbctl status until the device is shown held on the host
 // with interface iface (want) or not shown at all (!want).
-func (d *daemon) waitHeld(ctx context.Context, t *testing.T, g *testhost.Gadget, iface string, want bool, within time.Duration) heldStatus {
+func (d *daemon) waitHeld(ctx context.Context, t *testing.T, g *testhost.Gadget, iface string, want bool, within time.Duration) daemonStatus {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		st := d.held(ctx, t)
+		st := d.status(ctx, t)
 		found := false
 		for _, h := range st.HeldOnHost {
 			if h.Key.Bus == g.Bus && h.Key.Dev == g.Dev {
@@ -176,17 +147,10 @@ domain "`+guest+`" {
 	// While usbctld runs: the device back on the host (usbctl detach), a
 	// program claims it there, and usbctl release gives it to the guest
 	// again: attached, and warned of, as at start-up.
-	ctl := func(args ...string) {
-		t.Helper()
-		res, err := host.Run(ctx, append([]string{bin + "/usbctl", "--socket", d.sock}, args...)...)
-		if err != nil || res.Exit != 0 {
-			t.Fatalf("usbctl %s: %v %s%s", strings.Join(args, " "), err, res.Stdout, res.Stderr)
-		}
-	}
-	ctl("detach", key)
+	d.ctl(ctx, t, "detach", key)
 	waitHostdev(ctx, t, alias, false)
 	holder2 := holdInterface(ctx, t, g, "usbfshold-2", 0)
-	ctl("release", key)
+	d.ctl(ctx, t, "release", key)
 	waitHostdev(ctx, t, alias, true)
 	d.waitHeld(ctx, t, g, iface, true, 10*time.Second)
 	if n := logCount(t, d.p, "attach"); n != 2 {
@@ -202,6 +166,6 @@ domain "`+guest+`" {
 	t.Logf("usbfs claim reads:\n%s", grepLines(string(b), "usbfs claims read"))
 
 	// The test leaves the guest without the device.
-	ctl("detach", key)
+	d.ctl(ctx, t, "detach", key)
 	waitHostdev(ctx, t, alias, false)
 }

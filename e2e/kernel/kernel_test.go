@@ -189,6 +189,15 @@ func (d *daemon) dumpLogs(t *testing.T) {
 	}
 }
 
+// ctl runs usbctl on the daemon's socket and fails the test if it fails.
+func (d *daemon) ctl(ctx context.Context, t *testing.T, args ...string) {
+	t.Helper()
+	res, err := host.Run(ctx, append([]string{bin + "/usbctl", "--socket", d.sock}, args...)...)
+	if err != nil || res.Exit != 0 {
+		t.Fatalf("usbctl %s: %v %s%s", strings.Join(args, " "), err, res.Stdout, res.Stderr)
+	}
+}
+
 // statusJSON is `usbctl status --json` as it printed it (pending actions
 // are under "pending", left out when there are none); status decodes the
 // part the scenarios read.

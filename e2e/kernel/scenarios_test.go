@@ -68,17 +68,26 @@ type daemonStatus struct {
 			} `json:"device"`
 		} `json:"attached"`
 	} `json:"domains"`
+	// HeldOnHost: devices attached while a host program held them.
+	HeldOnHost []struct {
+		Key struct {
+			Bus int `json:"bus"`
+			Dev int `json:"dev"`
+		} `json:"key"`
+		Domain     string   `json:"domain"`
+		Alias      string   `json:"alias"`
+		Interfaces []string `json:"interfaces"`
+		Warning    string   `json:"warning"`
+		Fix        string   `json:"fix"`
+	} `json:"held_on_host"`
 }
 
 func (d *daemon) status(ctx context.Context, t *testing.T) daemonStatus {
 	t.Helper()
-	res, err := host.Run(ctx, bin+"/usbctl", "--socket", d.sock, "status", "--json")
-	if err != nil || res.Exit != 0 {
-		t.Fatalf("usbctl status: %v %s", err, res.Stderr)
-	}
+	out := d.statusJSON(ctx, t)
 	var st daemonStatus
-	if err := json.Unmarshal(res.Stdout, &st); err != nil {
-		t.Fatalf("usbctl status --json: %v\n%s", err, res.Stdout)
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("usbctl status --json: %v\n%s", err, out)
 	}
 	return st
 }
